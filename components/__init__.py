@@ -1,0 +1,1 @@
+"""Pulumi component resources of gke-mesh, one concern per module."""

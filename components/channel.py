@@ -1,0 +1,35 @@
+"""A cluster's GKE release channel as a declared resource.
+
+Mechanism: a pulumi-command `Command` running `python3 -m meshops release-channel`,
+whose `environment` carries the target channel, so `pulumi preview --diff` shows
+`GKE_MESH_CHANNEL: "rapid" => "regular"` on this resource and the change is an
+in-place update. Chosen over a Python dynamic resource because dynamic providers are
+pickled into state with dill (fragile across Python and library upgrades, limited
+import/read) and would need Google client libraries in the program; the command keeps
+the exact gcloud calls reviewable (`meshops plan` lists them) and needs only gcloud.
+The step reads the channel before changing it, so it is idempotent. In create mode the
+cluster is created on the target channel and this resource owns later changes.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_command as command
+
+from meshops.context import StepContext, command_line
+
+
+class ReleaseChannel(pulumi.ComponentResource):
+    """Keeps one cluster on `ctx.channel`."""
+
+    command: command.local.Command
+
+    def __init__(self, name: str, ctx: StepContext, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-mesh:channel:ReleaseChannel", name, None, opts)
+        self.command = command.local.Command(
+            f"{ctx.cluster}-release-channel",
+            create=command_line("release-channel"),
+            environment=ctx.environment(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        self.register_outputs({"channel": ctx.channel})

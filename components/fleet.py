@@ -1,0 +1,101 @@
+"""The fleet side: the fleet-wide servicemesh Feature and each cluster's membership."""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_gcp import gkehub
+
+from components.settings import Cluster
+
+MESH_FEATURE = "servicemesh"
+
+
+def feature_id(project: str) -> str:
+    return f"projects/{project}/locations/global/features/{MESH_FEATURE}"
+
+
+def membership_id(project: str, location: str, membership: str) -> str:
+    return f"projects/{project}/locations/{location}/memberships/{membership}"
+
+
+def cluster_link(cluster: Cluster) -> str:
+    """How a membership's endpoint names the GKE cluster it registers."""
+    return f"//container.googleapis.com/projects/{cluster.project}/locations/{cluster.location}/clusters/{cluster.name}"
+
+
+class MeshFeature(pulumi.ComponentResource):
+    """The fleet-wide `servicemesh` Feature (location `global`).
+
+    It is shared by every cluster in the fleet, so it is adopted (imported by id) when
+    it exists and never deleted: `retain_on_delete` keeps `pulumi destroy` from
+    disabling the mesh fleet-wide.
+    """
+
+    feature: gkehub.Feature
+
+    def __init__(self, name: str, project: str, adopt: bool, depends_on: list[pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-mesh:fleet:MeshFeature", name, None, opts)
+        self.feature = gkehub.Feature(
+            MESH_FEATURE,
+            name=MESH_FEATURE,
+            location="global",
+            project=project,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=depends_on,
+                retain_on_delete=True,
+                import_=feature_id(project) if adopt else None,
+            ),
+        )
+        self.register_outputs({"feature": self.feature.id})
+
+
+def check_membership_target(cluster: Cluster, links: list[str]) -> str:
+    """Fail unless the membership registers this cluster; return the membership name.
+
+    `links` are the GKE resource links the membership reports (empty when unknown,
+    e.g. under the offline plan: then nothing can be checked here and the migration's
+    preflight checks it against the live fleet).
+    """
+    expected = cluster_link(cluster)
+    if links and expected not in links:
+        raise pulumi.RunError(
+            f"cluster {cluster.name}: fleet membership {cluster.membership} ({cluster.membership_location}) "
+            f"registers {links[0].removeprefix('//container.googleapis.com/')}, not this cluster; "
+            f"set membership in its gke-mesh:clusters entry to the membership of "
+            f"projects/{cluster.project}/locations/{cluster.location}/clusters/{cluster.name}"
+        )
+    return cluster.membership
+
+
+class FleetMembership(pulumi.ComponentResource):
+    """A cluster's fleet membership, resolved and checked.
+
+    GKE creates the membership itself when a cluster is registered to the fleet (the
+    cluster's `fleet` block, or `gcloud container clusters update --fleet-project`), and
+    the migration deletes and re-registers it; so it is read here, not owned. In adopt
+    mode the live membership is read and must point at this cluster.
+    """
+
+    name: pulumi.Output[str]
+    """The membership id (short name) in `membership_location`."""
+
+    def __init__(self, name: str, cluster: Cluster, fleet_project: str, depends_on: list[pulumi.Resource],
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-mesh:fleet:Membership", name, None, opts)
+        if cluster.mode == "adopt":
+            live = gkehub.get_membership_output(
+                project=fleet_project,
+                location=cluster.membership_location,
+                membership_id=cluster.membership,
+                opts=pulumi.InvokeOutputOptions(parent=self, depends_on=depends_on),
+            )
+            links = live.endpoints.apply(
+                lambda endpoints: [c.resource_link for e in (endpoints or []) for c in (e.gke_clusters or []) if c.resource_link]
+            )
+            self.name = links.apply(lambda found: check_membership_target(cluster, found))
+        else:
+            self.name = pulumi.Output.from_input(cluster.membership)
+        self.id_path = self.name.apply(lambda m: membership_id(fleet_project, cluster.membership_location, m))
+        self.register_outputs({"name": self.name, "id": self.id_path})

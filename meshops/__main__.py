@@ -1,0 +1,71 @@
+"""`python -m meshops <command>`: the offline plan and the imperative steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from meshops.context import ContextError, StepContext
+from meshops.process import StepFailed, run
+from meshops.steps import STEPS
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other user error
+        self.exit(2, f"meshops: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m meshops", description="gke-mesh operator commands")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    plan = sub.add_parser("plan", help="print a stack's resource graph offline (no cloud, no Pulumi CLI)")
+    plan.add_argument("--config", required=True, type=Path, help="stack file, e.g. Pulumi.dev.yaml")
+    plan.add_argument("--stack", help="stack name (default: from the file name)")
+    plan.add_argument("--format", default="json", choices=["json"], help="output format")
+    for name in STEPS:
+        sub.add_parser(name, help=f"run the {name} step (normally run by `pulumi up`)")
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from components.settings import ConfigError
+    from meshops.offline import SecureValueError
+    from meshops.plan import PlanError, build_plan, render_json
+
+    try:
+        document = build_plan(args.config, args.stack)
+    except (ConfigError, PlanError, SecureValueError) as error:
+        print(f"meshops plan: {error}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render_json(document))
+    return 0
+
+
+def _step(name: str) -> int:
+    try:
+        ctx = StepContext.from_environment(os.environ)
+        result = STEPS[name].run(ctx, run)
+    except (ContextError, StepFailed) as error:
+        print(f"meshops {name}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "plan":
+        return _plan(args)
+    return _step(args.command)
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Pulumi SDK's mock monitor leaves an event loop in each worker thread; their
+    # finalizers print noise at interpreter exit, so leave without running them.
+    os._exit(code)

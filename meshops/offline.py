@@ -1,0 +1,174 @@
+"""Run the real Pulumi program under Pulumi's mocks, recording every registration.
+
+This is what `meshops plan` and the component tests use: the same `__main__.py` that
+`pulumi up` runs, with a monitor that records each RegisterResource/ReadResource
+request (dependencies, parent, options, inputs) and mocks that echo inputs back. It
+runs as a preview, so values only the cloud knows stay unknown, as in `pulumi preview`.
+No cloud, no Pulumi CLI.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+from google.protobuf import json_format
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks, settings as runtime_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "gke-mesh"
+
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+
+
+def plain(value: Any) -> Any:
+    """A registered input as plain JSON: secrets as "[secret]", unknowns as "<unknown>"."""
+    if value == _UNKNOWN:
+        return "<unknown>"
+    if isinstance(value, dict):
+        sig = value.get(_SIG_KEY)
+        if sig == _SECRET_SIG or (sig == _OUTPUT_SIG and value.get("secret")):
+            return "[secret]"
+        if sig == _RESOURCE_SIG:
+            return value.get("urn", "<unknown>")
+        if sig == _OUTPUT_SIG:
+            return plain(value["value"]) if "value" in value else "<unknown>"
+        return {k: plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+@dataclass
+class Registration:
+    """One resource as the program registered it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: list[str]
+    inputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+    read: bool = False
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """A MockMonitor that keeps what the SDK sent, not just what the mocks answered."""
+
+    def __init__(self, answers: mocks.Mocks):
+        super().__init__(answers)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registrations.append(Registration(
+                urn=response.urn, type=request.type, name=request.name, parent=request.parent,
+                custom=request.custom, dependencies=sorted(set(request.dependencies)),
+                inputs=plain(json_format.MessageToDict(request.object)),
+                options={
+                    "protect": request.protect if request.HasField("protect") else False,
+                    "retainOnDelete": request.retainOnDelete if request.HasField("retainOnDelete") else False,
+                    "deleteBeforeReplace": request.deleteBeforeReplace,
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                    "ignoreChanges": list(request.ignoreChanges),
+                    "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                    "importId": request.importId,
+                },
+            ))
+        return response
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        self.registrations.append(Registration(
+            urn=response.urn, type=request.type, name=request.name, parent=request.parent, custom=True,
+            dependencies=sorted(set(request.dependencies)),
+            inputs=plain(json_format.MessageToDict(request.properties)), read=True,
+            options={"id": request.id},
+        ))
+        return response
+
+
+class EchoMocks(mocks.Mocks):
+    """Resources echo their inputs; invokes answer from `invokes` (token -> result)."""
+
+    def __init__(self, invokes: dict[str, Callable[[dict], dict]] | None = None):
+        self.invokes = invokes or {}
+
+    def new_resource(self, args: mocks.MockResourceArgs):
+        return (args.resource_id or f"{args.name}-id"), dict(args.inputs)
+
+    def call(self, args: mocks.MockCallArgs):
+        answer = self.invokes.get(args.token)
+        return (answer(args.args) if answer else {}), []
+
+
+# Values only the cloud knows: left unknown, as a preview shows them.
+OFFLINE_INVOKES: dict[str, Callable[[dict], dict]] = {
+    "gcp:organizations/getProject:getProject": lambda args: {"projectId": args.get("projectId"), "number": _UNKNOWN},
+}
+
+
+@dataclass
+class ProgramRun:
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+
+
+class SecureValueError(ValueError):
+    """A stack file value is encrypted; only the Pulumi CLI can decrypt it."""
+
+
+def stack_config(values: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, str]:
+    """Config as the Pulumi CLI hands it to a program: namespaced keys, string values,
+    objects and lists as JSON text; `defaults` (from Pulumi.yaml) fill missing keys."""
+    import json
+
+    config = {}
+    for key, value in {**(defaults or {}), **values}.items():
+        full = key if ":" in key else f"{PROJECT}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            raise SecureValueError(f"{full}: is encrypted (secure:); the offline plan cannot decrypt it")
+        if isinstance(value, str):
+            config[full] = value
+        elif isinstance(value, bool):
+            config[full] = "true" if value else "false"
+        else:
+            config[full] = json.dumps(value)
+    return config
+
+
+def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[[dict], dict]] | None = None) -> ProgramRun:
+    """Run `__main__.py` under mocks with `config` (full keys, string values)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    monitor = RecordingMonitor(EchoMocks({**OFFLINE_INVOKES, **(invokes or {})}))
+    runtime_settings.reset_options()
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    runtime_config.set_all_config(dict(config))
+    outputs: dict[str, Any] = {}
+
+    async def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        root = runtime_settings.get_root_resource()
+        resolved = await pulumi.Output.from_input(dict(root.outputs)).future(with_unknowns=True)
+        outputs.update(plain(resolved) if resolved is not None else {})
+
+    runtime_settings.SETTINGS.rpc_manager.clear()
+    runtime_settings.SETTINGS.outputs.clear()
+    _sync_await(run_pulumi_func(program))
+    return ProgramRun(monitor.registrations, outputs)
+
