@@ -9,6 +9,7 @@ No cloud, no Pulumi CLI.
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import sys
 from dataclasses import dataclass, field
@@ -116,9 +117,10 @@ class EchoMocks(mocks.Mocks):
         return (answer(args.args) if answer else {}), []
 
 
-# Values only the cloud knows: left unknown, as a preview shows them.
+# Values only the cloud knows. Invoke results are typed, so they cannot be unknown here:
+# they are shown as <placeholder> tokens, as the plan shows runtime-discovered values.
 OFFLINE_INVOKES: dict[str, Callable[[dict], dict]] = {
-    "gcp:organizations/getProject:getProject": lambda args: {"projectId": args.get("projectId"), "number": _UNKNOWN},
+    "gcp:organizations/getProject:getProject": lambda args: {"projectId": args.get("projectId"), "number": "<project-number>"},
 }
 
 
@@ -151,11 +153,20 @@ def stack_config(values: dict[str, Any], defaults: dict[str, Any] | None = None)
     return config
 
 
-def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[[dict], dict]] | None = None) -> ProgramRun:
-    """Run `__main__.py` under mocks with `config` (full keys, string values)."""
+def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[[dict], dict]] | None = None,
+                monitor: RecordingMonitor | None = None) -> ProgramRun:
+    """Run `__main__.py` under mocks with `config` (full keys, string values).
+
+    Pass your own `monitor` to inspect what was registered even when the run fails.
+    """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    monitor = RecordingMonitor(EchoMocks({**OFFLINE_INVOKES, **(invokes or {})}))
+    monitor = monitor or RecordingMonitor(EchoMocks())
+    monitor.mocks.invokes = {**OFFLINE_INVOKES, **(invokes or {})}
+    # A fresh event loop per run, made before the root stack exists: tasks a failed run
+    # left behind must not leak into the next.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     runtime_settings.reset_options()
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
     runtime_config.set_all_config(dict(config))
@@ -167,8 +178,14 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
         resolved = await pulumi.Output.from_input(dict(root.outputs)).future(with_unknowns=True)
         outputs.update(plain(resolved) if resolved is not None else {})
 
-    runtime_settings.SETTINGS.rpc_manager.clear()
-    runtime_settings.SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(program))
+    try:
+        runtime_settings.SETTINGS.rpc_manager.clear()
+        runtime_settings.SETTINGS.outputs.clear()
+        _sync_await(run_pulumi_func(program))
+    finally:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        asyncio.set_event_loop(None)
     return ProgramRun(monitor.registrations, outputs)
-

@@ -115,9 +115,30 @@ def build_plan(config_path: Path, stack: str | None = None) -> dict[str, Any]:
             "commands": commands_of(r),
             "options": r.options,
         }
-        for r in registrations
+        for r in ordered(registrations)
     ]
     return {"project": PROJECT, "stack": name, "resources": resources}
+
+
+def ordered(registrations: list[Registration]) -> list[Registration]:
+    """Dependencies (and parents) before dependents, ties by URN: the same order on every
+    run, although the SDK registers resources concurrently."""
+    by_urn = {r.urn: r for r in registrations}
+    done: set[str] = set()
+    result: list[Registration] = []
+
+    def visit(registration: Registration) -> None:
+        if registration.urn in done:
+            return
+        done.add(registration.urn)
+        for urn in sorted({registration.parent, *registration.dependencies}):
+            if urn in by_urn:
+                visit(by_urn[urn])
+        result.append(registration)
+
+    for registration in sorted(registrations, key=lambda r: r.urn):
+        visit(registration)
+    return result
 
 
 def render_json(plan: dict[str, Any]) -> str:

@@ -1,0 +1,43 @@
+"""Shared fixtures: the repository root on sys.path and a helper that runs the real
+program under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from meshops.offline import ProgramRun, run_program, stack_config  # noqa: E402
+
+STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+
+
+def stack_values(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())["config"]
+
+
+def minimal_config(**overrides: Any) -> dict[str, Any]:
+    """A valid stack config (stack-file shape) with overrides applied."""
+    values: dict[str, Any] = {
+        "gcp:project": "my-project-123456",
+        "gke-mesh:releaseChannel": "regular",
+        "gke-mesh:clusters": [{"name": "dev-cluster-1", "location": "asia-northeast1"}],
+    }
+    values.update(overrides)
+    return values
+
+
+def run(values: dict[str, Any], stack: str = "test", invokes=None) -> ProgramRun:
+    return run_program(stack_config(values), stack, invokes)
+
+
+@pytest.fixture
+def run_stack():
+    return run
