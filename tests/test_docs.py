@@ -1,0 +1,87 @@
+"""Keep README tables and Pulumi.yaml true to the code."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+
+import yaml
+
+from components.settings import _CLUSTER_KEYS, _MIGRATION_KEYS, KNOWN_KEYS, Cluster, Migration, Settings
+from tests.conftest import ROOT, minimal_config, run
+
+README = (ROOT / "README.md").read_text()
+PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+
+
+def table_after(heading: str) -> dict[str, list[str]]:
+    """First markdown table after `heading`: first-column key (backticks stripped) -> cells."""
+    section = README.split(heading, 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0].strip("`")] = cells[1:]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_config_table_lists_exactly_the_known_keys():
+    assert set(table_after("## Configuration")) == {"gcp:project", *KNOWN_KEYS}
+
+
+def test_cluster_table_lists_exactly_the_cluster_keys():
+    assert set(table_after("Each entry of `gke-mesh:clusters`:")) == set(_CLUSTER_KEYS)
+
+
+def test_migration_table_matches_keys_and_defaults():
+    table = table_after("`gke-mesh:migration`:\n")
+    assert set(table) == set(_MIGRATION_KEYS)
+    defaults = Migration()
+    for key, (attr, _) in _MIGRATION_KEYS.items():
+        documented = table[key][1].strip("`")
+        actual = getattr(defaults, attr)
+        if attr == "wait_timeout_seconds":
+            assert documented == f"{actual // 60}m"
+        else:
+            assert documented == (str(actual).lower() if isinstance(actual, bool) else str(actual)), key
+
+
+def test_cluster_defaults_in_readme_match_the_dataclass():
+    table = table_after("Each entry of `gke-mesh:clusters`:")
+    defaults = {f.name: f.default for f in fields(Cluster)}
+    assert table["mode"][1] == f"`{defaults['mode']}`"
+    assert table["nodeMachineType"][1] == f"`{defaults['node_machine_type']}`"
+    assert table["nodeCount"][1] == f"`{defaults['node_count']}`"
+
+
+def test_outputs_table_matches_the_program_outputs():
+    documented = set(table_after("## Outputs"))
+    outputs = run(minimal_config()).outputs
+    actual = set(outputs) | {f"clusters.<name>.{k}" for k in outputs["clusters"]["dev-cluster-1"]}
+    assert documented == actual
+
+
+def test_project_file_declares_typed_keys_with_true_defaults():
+    assert PROJECT["name"] == "gke-mesh"
+    assert PROJECT["runtime"] == {"name": "python", "options": {"toolchain": "pip", "virtualenv": "venv"}}
+    declared = PROJECT["config"]
+    for key, spec in declared.items():
+        assert f"gke-mesh:{key}" in KNOWN_KEYS, key
+        assert spec["type"] in ("string", "integer", "boolean", "array"), key
+        assert spec.get("description"), key
+        if spec["type"] == "array":
+            assert spec["items"]["type"] in ("string", "integer", "boolean"), key
+    settings_defaults = {f.name: f.default for f in fields(Settings)}
+    assert declared["meshFeature"]["default"] == settings_defaults["mesh_feature"]
+    assert declared["apis"]["default"] == []
+    assert "default" not in declared["releaseChannel"], "required keys have no default"
+
+
+def test_project_file_comments_document_every_structured_key():
+    text = (ROOT / "Pulumi.yaml").read_text()
+    for key in _CLUSTER_KEYS:
+        assert re.search(rf"^#\s+{key}\b", text, re.M), key
+    for key in _MIGRATION_KEYS:
+        assert re.search(rf"\b{key} \(", text), key

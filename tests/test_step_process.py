@@ -1,0 +1,73 @@
+"""Steps as `pulumi up` runs them: `python3 -m meshops <step>` with a fake gcloud on PATH."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from meshops.process import StepFailed, run
+from tests.conftest import ROOT
+from tests.test_release_channel_step import CTX
+
+
+def fake_bin(tmp_path, name: str, script: str):
+    path = tmp_path / name
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(script))
+    path.chmod(0o755)
+    return tmp_path
+
+
+def step(name: str, env: dict[str, str], path: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "meshops", name], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": path, "PYTHONPATH": str(ROOT), **env}, timeout=60)
+
+
+def test_release_channel_step_end_to_end_with_fake_gcloud(tmp_path):
+    log = tmp_path / "calls.log"
+    bin_dir = fake_bin(tmp_path, "gcloud", f"""
+        echo "$@" >> {log}
+        case "$3" in
+          describe) echo '{{"releaseChannel": {{"channel": "REGULAR"}}}}' ;;
+          *) echo "unexpected" >&2; exit 3 ;;
+        esac
+    """)
+    done = step("release-channel", CTX.environment(), f"{bin_dir}:/usr/bin:/bin")
+    assert done.returncode == 0, done.stderr
+    assert '"changed": false' in done.stdout
+    assert log.read_text().splitlines() == ["container clusters describe dev-cluster-1 --project=my-project-123456 "
+                                            "--location=asia-northeast1 --format=json"]
+
+
+def test_step_without_its_environment_fails_in_one_line():
+    done = step("release-channel", {}, "/usr/bin:/bin")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "GKE_MESH_" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_gcloud_is_named_with_what_to_do(tmp_path):
+    done = step("release-channel", CTX.environment(), str(tmp_path))
+    assert done.returncode == 1
+    assert "gcloud is not on PATH" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("script,expected", [
+    ('echo "ERROR: (gcloud) PERMISSION_DENIED: 403 caller lacks container.clusters.get" >&2; exit 1', "exit 1): ERROR: (gcloud) PERMISSION_DENIED: 403"),
+    ('echo "ERROR: You do not currently have an active account selected." >&2; exit 1', "active account"),
+    ("echo '{not json'", "not JSON"),
+])
+def test_cli_failures_are_one_line(tmp_path, script, expected):
+    bin_dir = fake_bin(tmp_path, "gcloud", script + "\n")
+    done = step("release-channel", CTX.environment(), f"{bin_dir}:/usr/bin:/bin")
+    assert done.returncode == 1
+    assert expected in done.stderr and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_timeout_is_reported_not_hung(tmp_path, monkeypatch):
+    bin_dir = fake_bin(tmp_path, "slowcli", "sleep 5\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with pytest.raises(StepFailed, match="did not finish within 1s"):
+        run(["slowcli"], timeout=1)
