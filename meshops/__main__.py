@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from meshops.context import ContextError, StepContext
-from meshops.process import StepFailed, run
+from meshops.context import ContextError, Decision, StepInput
+from meshops.process import StepFailed, Tools
 from meshops.steps import STEPS
 
 
@@ -45,13 +45,18 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _step(name: str) -> int:
+    """Run one step; stdout is its one JSON result (progress goes to stderr)."""
+    step = STEPS[name]
     try:
-        ctx = StepContext.from_environment(os.environ)
-        result = STEPS[name].run(ctx, run)
+        inp = StepInput.from_environment(os.environ, needs_decision=step.NEEDS_DECISION)
+        result = step.run(inp, Tools())
     except (ContextError, StepFailed) as error:
         print(f"meshops {name}: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(result, sort_keys=True))
+    except KeyboardInterrupt:
+        print(f"meshops {name}: interrupted; re-run `pulumi up` to resume at this step", file=sys.stderr)
+        return 130
+    print(result.to_json() if isinstance(result, Decision) else json.dumps(result, sort_keys=True))
     return 0
 
 

@@ -1,22 +1,34 @@
 """The contract between a Pulumi command resource and the step it runs.
 
 Values travel through the command's `environment`, never through its shell text, so
-no config value is ever parsed by a shell. `StepContext.environment()` is what the
-program registers; `StepContext.from_environment()` is what the step reads back.
+no config value is ever parsed by a shell. The program registers
+`StepInput.environment(...)`; the step reads it back with `StepInput.from_environment`.
+Each step receives only the options it uses, so changing one option re-runs only the
+steps that read it.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import asdict, dataclass, fields
-from typing import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
 
 PREFIX = "GKE_MESH_"
+DECISION_KEY = PREFIX + "DECISION"
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._/:@=,-]*")
+_CHANNELS = ("rapid", "regular", "stable")
 
 
 class ContextError(Exception):
     """The step's environment is missing or malformed (a bug or a hand-run step)."""
+
+
+def _read(env: Mapping[str, str], key: str) -> str:
+    value = env.get(key, "")
+    if not value or not _SAFE_VALUE.fullmatch(value):
+        raise ContextError(f"environment variable {key} is missing or malformed ({value[:60]!r}); run steps through `pulumi up`")
+    return value
 
 
 @dataclass(frozen=True)
@@ -37,14 +49,131 @@ class StepContext:
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> "StepContext":
-        values = {}
+        ctx = cls(**{item.name: _read(env, PREFIX + item.name.upper()) for item in fields(cls)})
+        if ctx.channel not in _CHANNELS:
+            raise ContextError(f"environment variable {PREFIX}CHANNEL is {ctx.channel!r}; expected one of {', '.join(_CHANNELS)}")
+        return ctx
+
+
+@dataclass(frozen=True)
+class Options:
+    """Migration options (`gke-mesh:migration`), as steps see them."""
+
+    stack: str = "stack"
+    backup_uri: str = "backups"
+    relax_security: bool = True
+    remove_authorization_policies: bool = False
+    restart_workloads: bool = True
+    purge_crds: bool = True
+    wait_timeout_seconds: int = 1800
+
+    def environment(self, names: tuple[str, ...]) -> dict[str, str]:
+        """Only the options `names`, as environment variables."""
+        values = asdict(self)
+        return {PREFIX + name.upper(): _text(values[name]) for name in sorted(names)}
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> "Options":
+        values: dict[str, Any] = {}
         for item in fields(cls):
             key = PREFIX + item.name.upper()
-            value = env.get(key, "")
-            if not value or not _SAFE_VALUE.fullmatch(value):
-                raise ContextError(f"environment variable {key} is missing or malformed ({value!r}); run steps through `pulumi up`")
-            values[item.name] = value
+            if key not in env:
+                continue
+            raw = _read(env, key)
+            if isinstance(item.default, bool):
+                if raw not in ("true", "false"):
+                    raise ContextError(f"environment variable {key} is {raw!r}; expected true or false")
+                values[item.name] = raw == "true"
+            elif isinstance(item.default, int):
+                if not raw.isdigit():
+                    raise ContextError(f"environment variable {key} is {raw!r}; expected whole seconds")
+                values[item.name] = int(raw)
+            else:
+                values[item.name] = raw
         return cls(**values)
+
+
+def _text(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What preflight decided, carried to every later step through Pulumi state."""
+
+    action: str  # "migrate" or "skip"
+    reason: str
+    from_channel: str
+    to_channel: str
+    from_revision: str
+    to_revision: str
+    membership: str
+    implementation: str
+    run_id: str
+    control_plane_state: str = "UNKNOWN"
+
+    @property
+    def migrate(self) -> bool:
+        return self.action == "migrate"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Decision":
+        try:
+            data = json.loads(text)
+            decision = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        except (ValueError, TypeError, KeyError) as error:
+            raise ContextError(f"{DECISION_KEY} is not a preflight decision ({error.__class__.__name__}); re-run `pulumi up`") from None
+        if decision.action not in ("migrate", "skip"):
+            raise ContextError(f"{DECISION_KEY} has action {decision.action!r}; expected migrate or skip")
+        return decision
+
+    @classmethod
+    def placeholder(cls, ctx: StepContext) -> "Decision":
+        """Stands for the runtime decision in the offline plan."""
+        return cls(action="migrate", reason="<decided at run time>", from_channel="<from-channel>",
+                   to_channel=ctx.channel, from_revision="<from-revision>", to_revision=revision_of(ctx.channel),
+                   membership=ctx.membership, implementation="<implementation>", run_id="<run-id>")
+
+
+def revision_of(channel: str) -> str:
+    """Managed revision (and ControlPlaneRevision) name of a channel."""
+    return "asm-managed" if channel in ("regular", "", "unspecified") else f"asm-managed-{channel}"
+
+
+def channel_of_revision(revision: str) -> str | None:
+    """Inverse of `revision_of` for managed revisions; None for anything else."""
+    if revision == "asm-managed":
+        return "regular"
+    suffix = revision.removeprefix("asm-managed-")
+    return suffix if revision.startswith("asm-managed-") and suffix in _CHANNELS else None
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """Everything a step reads from its environment."""
+
+    ctx: StepContext
+    options: Options = field(default_factory=Options)
+    decision: Decision | None = None
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str], needs_decision: bool) -> "StepInput":
+        decision = None
+        if needs_decision:
+            text = env.get(DECISION_KEY, "")
+            if not text:
+                raise ContextError(f"environment variable {DECISION_KEY} is missing; run steps through `pulumi up`")
+            decision = Decision.from_json(text)
+        return cls(StepContext.from_environment(env), Options.from_environment(env), decision)
+
+    def backup_location(self) -> str:
+        """Where this run's backup lives: <backupUri>/<stack>/<cluster>/<from>-to-<to>/<run-id>."""
+        decision = self.decision or Decision.placeholder(self.ctx)
+        base = self.options.backup_uri.rstrip("/")
+        return f"{base}/{self.options.stack}/{self.ctx.cluster}/{decision.from_channel}-to-{decision.to_channel}/{decision.run_id}"
 
 
 _LAUNCHER = "python3 -m meshops "

@@ -14,3 +14,41 @@ def update_release_channel(ctx: StepContext) -> list[str]:
     return ["gcloud", "container", "clusters", "update", ctx.cluster,
             f"--project={ctx.project}", f"--location={ctx.location}",
             f"--release-channel={ctx.channel}", "--quiet"]
+
+
+def list_memberships(ctx: StepContext) -> list[str]:
+    return ["gcloud", "container", "fleet", "memberships", "list", f"--project={ctx.fleet_project}", "--format=json"]
+
+
+def describe_mesh(fleet_project: str) -> list[str]:
+    return ["gcloud", "container", "fleet", "mesh", "describe", f"--project={fleet_project}", "--format=json"]
+
+
+def set_mesh_management(ctx: StepContext, membership: str, management: str) -> list[str]:
+    """`management` is manual or automatic. Never `fleet mesh disable`: that is fleet-wide."""
+    assert management in ("manual", "automatic")
+    return ["gcloud", "container", "fleet", "mesh", "update", f"--management={management}",
+            f"--memberships={membership}", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}"]
+
+
+def delete_membership(ctx: StepContext, membership: str) -> list[str]:
+    return ["gcloud", "container", "fleet", "memberships", "delete", membership,
+            f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
+
+
+def cluster_uri(ctx: StepContext) -> str:
+    return f"https://container.googleapis.com/v1/projects/{ctx.project}/locations/{ctx.location}/clusters/{ctx.cluster}"
+
+
+def register_membership(ctx: StepContext, membership: str) -> list[str]:
+    """Register under the configured name (GKE's own registration would name it after the cluster)."""
+    return ["gcloud", "container", "fleet", "memberships", "register", membership, f"--gke-uri={cluster_uri(ctx)}",
+            "--enable-workload-identity", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
+
+
+def list_enabled_services(project: str) -> list[str]:
+    return ["gcloud", "services", "list", "--enabled", f"--project={project}", "--format=json"]
+
+
+def storage_copy(source: str, destination: str) -> list[str]:
+    return ["gcloud", "storage", "cp", "--recursive", source, destination]

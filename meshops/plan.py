@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from meshops.context import ContextError, StepContext, step_of
+from meshops.context import DECISION_KEY, ContextError, Decision, StepInput, step_of
 from meshops.offline import PROJECT, ROOT, Registration, run_program, stack_config
 from meshops.steps import STEPS
 
@@ -80,11 +80,13 @@ def commands_of(registration: Registration) -> list[list[str]]:
     step = step_of(create)
     if step is None or step not in STEPS:
         return [["sh", "-c", create]]
+    env = dict(registration.inputs.get("environment") or {})
+    env.pop(DECISION_KEY, None)  # known only once preflight has run
     try:
-        ctx = StepContext.from_environment(registration.inputs.get("environment") or {})
+        inp = StepInput.from_environment(env, needs_decision=False)
     except ContextError:
         return [["<step-environment-unknown>"]]
-    return STEPS[step].commands(ctx)
+    return STEPS[step].commands(StepInput(inp.ctx, inp.options, Decision.placeholder(inp.ctx)))
 
 
 def build_plan(config_path: Path, stack: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 DEFAULT_TIMEOUT = 300
@@ -44,3 +47,14 @@ def run_json(runner: Runner, argv: Sequence[str]) -> Any:
         return json.loads(out) if out.strip() else None
     except ValueError:
         raise StepFailed(f"`{' '.join(argv[:4])} …` printed something that is not JSON: {out[:80]!r}") from None
+
+
+@dataclass
+class Tools:
+    """What a step uses to act on the world; tests swap in fakes and a simulated clock."""
+
+    runner: Runner = run
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))

@@ -6,13 +6,18 @@ import json
 
 import pytest
 
-from meshops.context import ContextError, StepContext
-from meshops.process import StepFailed
+from meshops.context import ContextError, StepContext, StepInput
+from meshops.process import StepFailed, Tools
 from meshops.steps import release_channel
 
 CTX = StepContext(project="my-project-123456", location="asia-northeast1", cluster="dev-cluster-1",
                   fleet_project="my-project-123456", membership="dev-cluster-1",
                   membership_location="asia-northeast1", channel="regular")
+INP = StepInput(CTX)
+
+
+def run_step(fake):
+    return release_channel.run(INP, Tools(runner=fake, log=lambda line: None))
 
 
 class FakeGcloud:
@@ -37,29 +42,29 @@ class FakeGcloud:
 
 def test_already_on_target_changes_nothing():
     fake = FakeGcloud("regular")
-    assert release_channel.run(CTX, fake) == {"cluster": "dev-cluster-1", "channel": "regular", "changed": False}
+    assert run_step(fake) == {"cluster": "dev-cluster-1", "channel": "regular", "changed": False}
     assert [c[3] for c in fake.calls] == ["describe"]
 
 
 @pytest.mark.parametrize("before", ["rapid", "stable", None])
 def test_moves_and_verifies(before):
     fake = FakeGcloud(before)
-    result = release_channel.run(CTX, fake)
+    result = run_step(fake)
     assert result["changed"] is True and result["from"] == (before or "unspecified")
     assert [c[3] for c in fake.calls] == ["describe", "update", "describe"]
-    assert fake.calls[1] == release_channel.commands(CTX)[1]
+    assert fake.calls[1] == release_channel.commands(INP)[1]
     assert fake.channel == "regular"
 
 
 def test_update_that_did_not_take_fails_clearly():
     with pytest.raises(StepFailed, match="release channel is rapid after the update, expected regular"):
-        release_channel.run(CTX, FakeGcloud("rapid", apply_updates=False))
+        run_step(FakeGcloud("rapid", apply_updates=False))
 
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2]"])
 def test_malformed_describe_output_is_a_step_failure(text):
     with pytest.raises(StepFailed):
-        release_channel.run(CTX, FakeGcloud("rapid", describe_text=text))
+        run_step(FakeGcloud("rapid", describe_text=text))
 
 
 def test_environment_round_trip_and_refusal():

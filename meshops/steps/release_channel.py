@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud
-from meshops.context import StepContext
-from meshops.process import Runner, StepFailed, run_json
+from meshops.context import StepInput
+from meshops.process import StepFailed, Tools, run_json
+
+NEEDS_DECISION = False
+OPTIONS: tuple[str, ...] = ()
 
 
-def commands(ctx: StepContext) -> list[list[str]]:
-    return [gcloud.describe_cluster(ctx), gcloud.update_release_channel(ctx)]
+def commands(inp: StepInput) -> list[list[str]]:
+    return [gcloud.describe_cluster(inp.ctx), gcloud.update_release_channel(inp.ctx)]
 
 
 def current_channel(described: Any) -> str:
@@ -25,7 +28,8 @@ def current_channel(described: Any) -> str:
     return str(channel).lower()
 
 
-def run(ctx: StepContext, runner: Runner) -> dict[str, Any]:
+def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    ctx, runner = inp.ctx, tools.runner
     before = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
     if before == ctx.channel:
         return {"cluster": ctx.cluster, "channel": ctx.channel, "changed": False}
@@ -33,4 +37,5 @@ def run(ctx: StepContext, runner: Runner) -> dict[str, Any]:
     after = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
     if after != ctx.channel:
         raise StepFailed(f"cluster {ctx.cluster}: release channel is {after} after the update, expected {ctx.channel}")
+    tools.log(f"[{ctx.cluster}] release-channel: {before} -> {ctx.channel}")
     return {"cluster": ctx.cluster, "channel": ctx.channel, "changed": True, "from": before}

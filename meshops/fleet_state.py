@@ -1,0 +1,80 @@
+"""Reading `gcloud container fleet mesh describe` for one membership."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Condition:
+    code: str
+    details: str = ""
+    severity: str = ""
+
+
+@dataclass(frozen=True)
+class MeshState:
+    """The servicemesh state of one membership. `found` is False when the fleet has none."""
+
+    found: bool
+    management: str = ""
+    control_plane_state: str = "UNKNOWN"
+    control_plane_details: tuple[Condition, ...] = ()
+    implementation: str = "UNKNOWN"
+    data_plane_state: str = "UNKNOWN"
+    data_plane_details: tuple[Condition, ...] = ()
+    conditions: tuple[Condition, ...] = field(default_factory=tuple)
+
+    def ready_revision(self) -> str | None:
+        """The revision named by a REVISION_READY detail ('Ready: asm-managed'), if any."""
+        for detail in self.control_plane_details:
+            if detail.code == "REVISION_READY" and ":" in detail.details:
+                return detail.details.split(":", 1)[1].strip()
+        return None
+
+    def codes(self) -> list[str]:
+        return [c.code for c in (*self.control_plane_details, *self.data_plane_details, *self.conditions)]
+
+    def summary(self) -> str:
+        detail = "; ".join(f"{d.code} {d.details!r}" for d in self.control_plane_details) or "no details"
+        return f"control plane {self.control_plane_state} ({detail}), data plane {self.data_plane_state}"
+
+
+def _conditions(raw: Any) -> tuple[Condition, ...]:
+    if not isinstance(raw, list):
+        return ()
+    return tuple(Condition(str(c.get("code", "")), str(c.get("details", "")), str(c.get("severity", "")))
+                 for c in raw if isinstance(c, dict))
+
+
+def _entry(mapping: Any, location: str, membership: str) -> dict | None:
+    """Keys are full names with the project *number*; match on location and membership."""
+    suffix = f"/locations/{location}/memberships/{membership}"
+    for key, value in (mapping or {}).items():
+        if str(key).endswith(suffix) and isinstance(value, dict):
+            return value
+    return None
+
+
+def mesh_state(described: Any, location: str, membership: str) -> MeshState:
+    if not isinstance(described, dict):
+        return MeshState(found=False)
+    spec = _entry(described.get("membershipSpecs"), location, membership) or {}
+    state = _entry(described.get("membershipStates"), location, membership)
+    management = str((spec.get("mesh") or {}).get("management", ""))
+    if state is None:
+        return MeshState(found=bool(spec), management=management)
+    mesh = state.get("servicemesh") or {}
+    control = mesh.get("controlPlaneManagement") or {}
+    data = mesh.get("dataPlaneManagement") or {}
+    return MeshState(
+        found=True,
+        management=management,
+        control_plane_state=str(control.get("state", "UNKNOWN")),
+        control_plane_details=_conditions(control.get("details")),
+        implementation=str(control.get("implementation", "UNKNOWN")),
+        data_plane_state=str(data.get("state", "UNKNOWN")),
+        data_plane_details=_conditions(data.get("details")),
+        conditions=_conditions(mesh.get("conditions")),
+    )

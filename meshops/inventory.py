@@ -1,0 +1,109 @@
+"""What the cluster holds of the mesh, read with one kubectl call per kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshops.backup_store import Backup, sanitized
+from meshops.kube import Kube, items
+from meshops.objects import Kind, istio_kinds
+from meshops.process import Runner
+
+INJECTION_LABELS = ("istio-injection", "istio.io/rev")
+SIDECAR = "istio-proxy"
+
+
+def crds(runner: Runner, kube: Kube) -> list[dict]:
+    return items(runner, kube.get("customresourcedefinitions"))
+
+
+def live_objects(runner: Runner, kube: Kube, kinds: list[Kind]) -> dict[str, list[dict]]:
+    """Every object of `kinds`, sanitized, by resource; empty kinds included."""
+    return {k.resource: sanitized(items(runner, kube.get(k.resource, all_namespaces=k.namespaced))) for k in kinds}
+
+
+def injection_labels(runner: Runner, kube: Kube) -> dict[str, dict[str, str]]:
+    """Namespace -> its injection labels, for namespaces that have any."""
+    found = {}
+    for ns in items(runner, kube.get("namespaces")):
+        labels = (ns.get("metadata") or {}).get("labels") or {}
+        picked = {k: v for k, v in labels.items() if k in INJECTION_LABELS}
+        if picked:
+            found[ns["metadata"]["name"]] = picked
+    return found
+
+
+def mesh_configmaps(runner: Runner, kube: Kube, revisions: set[str]) -> list[dict]:
+    """The `istio-<revision>` config maps in istio-system (user mesh config)."""
+    wanted = {f"istio-{r}" for r in revisions}
+    maps = [m for m in items(runner, kube.get("configmaps", namespace="istio-system"))
+            if (m.get("metadata") or {}).get("name") in wanted or str((m.get("metadata") or {}).get("name", "")).startswith("istio-asm-managed")]
+    return sanitized(maps)
+
+
+def collect(runner: Runner, kube: Kube, cluster: str, from_channel: str, to_channel: str, run_id: str,
+            from_revision: str) -> Backup:
+    kinds = istio_kinds(crds(runner, kube))
+    backup = Backup(cluster, from_channel, to_channel, run_id)
+    backup.objects = live_objects(runner, kube, kinds)
+    backup.namespaces = injection_labels(runner, kube)
+    backup.configmaps = mesh_configmaps(runner, kube, {from_revision})
+    return backup
+
+
+@dataclass(frozen=True)
+class Workload:
+    namespace: str
+    ref: str  # kind/name, e.g. deployment/web
+
+
+def _has_sidecar(pod: dict) -> bool:
+    spec = pod.get("spec") or {}
+    return any(c.get("name") == SIDECAR for c in (spec.get("containers") or []) + (spec.get("initContainers") or []))
+
+
+def injected_pods(runner: Runner, kube: Kube) -> list[dict]:
+    return [p for p in items(runner, kube.get("pods", all_namespaces=True)) if _has_sidecar(p)]
+
+
+def owners_of(pods: list[dict], replicasets: list[dict]) -> tuple[set[Workload], list[str]]:
+    """Workloads that own `pods` (ReplicaSets resolved to Deployments), and pods with none."""
+    rs_owner = {}
+    for rs in replicasets:
+        meta = rs.get("metadata") or {}
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("kind") == "Deployment":
+                rs_owner[(meta.get("namespace"), meta.get("name"))] = f"deployment/{ref.get('name')}"
+    workloads, orphans = set(), []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        ns = meta.get("namespace", "")
+        refs = meta.get("ownerReferences") or []
+        ref = refs[0] if refs else {}
+        if ref.get("kind") == "ReplicaSet" and (ns, ref.get("name")) in rs_owner:
+            workloads.add(Workload(ns, rs_owner[(ns, ref.get("name"))]))
+        elif ref.get("kind") in ("StatefulSet", "DaemonSet"):
+            workloads.add(Workload(ns, f"{ref['kind'].lower()}/{ref.get('name')}"))
+        else:
+            orphans.append(f"{ns}/{meta.get('name')}")
+    return workloads, orphans
+
+
+def workloads_in(runner: Runner, kube: Kube, namespaces: set[str]) -> set[Workload]:
+    """Every Deployment, StatefulSet and DaemonSet in `namespaces`."""
+    found = set()
+    for obj in items(runner, kube.get("deployments,statefulsets,daemonsets", all_namespaces=True)):
+        meta = obj.get("metadata") or {}
+        if meta.get("namespace") in namespaces:
+            found.add(Workload(meta["namespace"], f"{str(obj.get('kind', '')).lower()}/{meta.get('name')}"))
+    return found
+
+
+def restart(runner: Runner, kube: Kube, workloads: set[Workload]) -> list[str]:
+    """One `rollout restart` per namespace; returns what was restarted."""
+    by_ns: dict[str, list[str]] = {}
+    for w in workloads:
+        by_ns.setdefault(w.namespace, []).append(w.ref)
+    for ns, refs in sorted(by_ns.items()):
+        runner(kube.restart(ns, refs))
+    return sorted(f"{w.namespace}/{w.ref}" for w in workloads)

@@ -1,0 +1,111 @@
+"""kubectl argv builders bound to one cluster's private kubeconfig, and that kubeconfig.
+
+Every kubectl call names `--kubeconfig` explicitly: a step never uses the user's current
+context or ~/.kube/config, so a purge cannot hit whatever cluster happens to be current.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from meshops import gcloud
+from meshops.context import StepContext
+from meshops.process import Runner, StepFailed, run_json
+
+FIELD_MANAGER = "gke-mesh"
+
+
+@dataclass(frozen=True)
+class Kube:
+    """Builds kubectl argv for the cluster whose kubeconfig is at `kubeconfig`."""
+
+    kubeconfig: str
+
+    def _base(self) -> list[str]:
+        return ["kubectl", f"--kubeconfig={self.kubeconfig}"]
+
+    def get(self, resource: str, namespace: str | None = None, all_namespaces: bool = False) -> list[str]:
+        scope = ["--all-namespaces"] if all_namespaces else ([f"--namespace={namespace}"] if namespace else [])
+        return [*self._base(), "get", resource, *scope, "--output=json"]
+
+    def delete(self, resource: str, names: list[str], namespace: str | None = None) -> list[str]:
+        scope = [f"--namespace={namespace}"] if namespace else []
+        return [*self._base(), "delete", resource, *names, *scope, "--ignore-not-found=true", "--wait=true", "--timeout=300s"]
+
+    def delete_all(self, resource: str, namespace: str | None = None) -> list[str]:
+        scope = [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
+        return [*self._base(), "delete", resource, "--all", *scope, "--ignore-not-found=true", "--wait=true", "--timeout=300s"]
+
+    def label_namespace(self, namespace: str, set_labels: dict[str, str], remove: list[str]) -> list[str]:
+        changes = [f"{k}={v}" for k, v in sorted(set_labels.items())] + [f"{k}-" for k in sorted(remove)]
+        return [*self._base(), "label", "namespace", namespace, *changes, "--overwrite"]
+
+    def restart(self, namespace: str, workloads: list[str]) -> list[str]:
+        """`workloads` as kind/name, e.g. deployment/web."""
+        return [*self._base(), "rollout", "restart", *sorted(workloads), f"--namespace={namespace}"]
+
+    def merge_patch(self, resource: str, name: str, namespace: str, patch: dict) -> list[str]:
+        return [*self._base(), "patch", resource, name, f"--namespace={namespace}", "--type=merge",
+                f"--patch={json.dumps(patch, sort_keys=True, separators=(',', ':'))}"]
+
+    def apply(self, manifest_file: str) -> list[str]:
+        return [*self._base(), "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}",
+                f"--filename={manifest_file}"]
+
+
+PLAN_KUBE = Kube("<kubeconfig>")
+"""What the offline plan shows: the kubeconfig is written at run time."""
+
+
+def kubeconfig_document(ctx: StepContext, described: dict) -> dict:
+    """A kubeconfig for one cluster, authenticating through gke-gcloud-auth-plugin."""
+    endpoint = described.get("endpoint")
+    ca = (described.get("masterAuth") or {}).get("clusterCaCertificate")
+    if not endpoint or not ca:
+        raise StepFailed(f"cluster {ctx.cluster}: describe returned no endpoint or CA certificate; is the cluster running?")
+    name = f"gke-mesh_{ctx.project}_{ctx.location}_{ctx.cluster}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca}}],
+        "users": [{"name": name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "gke-gcloud-auth-plugin",
+            "provideClusterInfo": True,
+            "interactiveMode": "Never",
+            "installHint": "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
+        }}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+
+
+@contextmanager
+def cluster_access(ctx: StepContext, runner: Runner) -> Iterator[Kube]:
+    """A private kubeconfig (mode 0600 in a 0700 temp dir) for the step's duration."""
+    described = run_json(runner, gcloud.describe_cluster(ctx))
+    if not isinstance(described, dict):
+        raise StepFailed(f"cluster {ctx.cluster}: gcloud container clusters describe returned no cluster")
+    folder = tempfile.mkdtemp(prefix="gke-mesh-")
+    try:
+        path = os.path.join(folder, "kubeconfig")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(kubeconfig_document(ctx, described), handle)
+        yield Kube(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def items(runner: Runner, argv: list[str]) -> list[dict]:
+    """The `items` of a `kubectl get -o json` list."""
+    listed = run_json(runner, argv)
+    if not isinstance(listed, dict) or not isinstance(listed.get("items", []), list):
+        raise StepFailed(f"`{' '.join(argv[2:4])}` returned no list")
+    return [i for i in listed.get("items", []) if isinstance(i, dict)]

@@ -1,0 +1,92 @@
+"""Istio custom resources: which kinds exist, and each object in a stable, comparable form."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+MESH_GROUP = "mesh.cloud.google.com"
+MESH_PLURALS = ("controlplanerevisions", "dataplanecontrols")
+# Operator state of in-cluster installs; managed CSM does not bring its CRD back, so these
+# objects are kept in the backup but not expected to be restorable.
+ARCHIVE_ONLY_GROUPS = ("install.istio.io",)
+_SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+                    "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers")
+_SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One custom resource kind, as its CRD declares it."""
+
+    crd: str
+    group: str
+    plural: str
+    kind: str
+    namespaced: bool
+    version: str
+
+    @property
+    def resource(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+def is_istio_group(group: str) -> bool:
+    return group == "istio.io" or group.endswith(".istio.io")
+
+
+def kind_of_crd(crd: dict) -> Kind:
+    spec = crd.get("spec") or {}
+    versions = spec.get("versions") or []
+    stored = [v.get("name") for v in versions if v.get("storage")] or [v.get("name") for v in versions if v.get("served")]
+    names = spec.get("names") or {}
+    return Kind(crd=(crd.get("metadata") or {}).get("name", ""), group=spec.get("group", ""), plural=names.get("plural", ""),
+                kind=names.get("kind", ""), namespaced=spec.get("scope") == "Namespaced", version=(stored or ["v1"])[0])
+
+
+def istio_kinds(crds: list[dict]) -> list[Kind]:
+    """Every kind in a `*.istio.io` group, discovered from the cluster's CRDs."""
+    kinds = [kind_of_crd(c) for c in crds]
+    return sorted((k for k in kinds if is_istio_group(k.group)), key=lambda k: k.resource)
+
+
+def mesh_crds(crds: list[dict]) -> list[str]:
+    """CRD names the purge removes: every `*.istio.io` CRD and the two mesh.cloud.google.com ones."""
+    names = []
+    for crd in crds:
+        kind = kind_of_crd(crd)
+        if is_istio_group(kind.group) or (kind.group == MESH_GROUP and kind.plural in MESH_PLURALS):
+            names.append(kind.crd)
+    return sorted(names)
+
+
+def sanitize(obj: dict) -> dict:
+    """The object without what the API server owns, ready for server-side apply."""
+    metadata = obj.get("metadata") or {}
+    clean_meta: dict = {k: v for k, v in metadata.items() if k not in _SERVER_METADATA}
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k not in _SERVER_ANNOTATIONS}
+    clean_meta.pop("annotations", None)
+    if annotations:
+        clean_meta["annotations"] = annotations
+    if not clean_meta.get("labels"):
+        clean_meta.pop("labels", None)
+    clean = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    clean["metadata"] = clean_meta
+    return clean
+
+
+def canonical(obj: dict) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def digest(obj: dict) -> str:
+    """sha256 of the sanitized object's canonical JSON."""
+    return hashlib.sha256(canonical(sanitize(obj))).hexdigest()
+
+
+def identity(obj: dict) -> tuple[str, str, str, str]:
+    """(apiVersion group, kind, namespace, name): one object whatever its version."""
+    metadata = obj.get("metadata") or {}
+    group = str(obj.get("apiVersion", "")).rsplit("/", 1)[0] if "/" in str(obj.get("apiVersion", "")) else ""
+    return group, str(obj.get("kind", "")), str(metadata.get("namespace", "")), str(metadata.get("name", ""))

@@ -1,0 +1,130 @@
+"""Remove the in-cluster control plane: revisions, webhooks, istio-system/asm-system,
+mdp-controller, the CNI, dataplanecontrols and the mesh CRDs.
+
+Refuses to start without this run's verified backup. Already-absent objects are fine.
+The fleet re-creates CRDs for a while after management is switched off (field report),
+so the purge pauses and re-checks, deleting again, until a check finds nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshops import gcloud
+from meshops.backup_store import BackupStore
+from meshops.context import StepInput
+from meshops.inventory import crds
+from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
+from meshops.objects import MESH_GROUP, kind_of_crd, mesh_crds
+from meshops.process import Runner, StepFailed, Tools
+from meshops.steps.common import skipped
+
+NEEDS_DECISION = True
+OPTIONS = ("stack", "backup_uri", "purge_crds")
+RECHECK_SECONDS = 30
+MAX_ROUNDS = 5
+CPR = f"controlplanerevisions.{MESH_GROUP}"
+DPC = f"dataplanecontrols.{MESH_GROUP}"
+MESH_NAMESPACES = ("istio-system", "asm-system")
+KUBE_SYSTEM = {("Deployment", "mdp-controller"): "deployment", ("DaemonSet", "istio-cni-node"): "daemonset",
+               ("ConfigMap", "istio-cni-plugin-config"): "configmap"}
+WEBHOOK_PREFIXES = ("istio", "istiod")
+RBAC_PREFIXES = ("istiod-", "istio-reader-")
+_WEBHOOK_LABELS = ("istio.io/rev", "istio.io/tag", "operator.istio.io/component")
+
+
+def commands(inp: StepInput) -> list[list[str]]:
+    k = PLAN_KUBE
+    found = [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
+             k.get("customresourcedefinitions"), k.get("mutatingwebhookconfigurations"), k.get("validatingwebhookconfigurations"),
+             k.delete("mutatingwebhookconfigurations", ["<istio webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio webhook>"]),
+             k.get(CPR, namespace="istio-system"), k.delete(CPR, ["<revision>"], "istio-system"),
+             k.get(DPC, all_namespaces=True), k.delete_all(DPC),
+             k.get("namespaces"), k.delete("namespaces", list(MESH_NAMESPACES)),
+             k.get("deployments,daemonsets,configmaps", namespace="kube-system"),
+             k.delete("deployment", ["mdp-controller"], "kube-system"), k.delete("daemonset", ["istio-cni-node"], "kube-system"),
+             k.delete("configmap", ["istio-cni-plugin-config"], "kube-system"),
+             k.get("clusterroles,clusterrolebindings"), k.delete("clusterroles", ["<istio role>"])]
+    if inp.options.purge_crds:
+        found.append(k.delete("customresourcedefinitions", ["<*.istio.io and mesh CRDs>"]))
+    return found
+
+
+def is_istio_webhook(webhook: dict) -> bool:
+    meta = webhook.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = str(meta.get("name", ""))
+    return name.startswith(WEBHOOK_PREFIXES) or any(k in labels for k in _WEBHOOK_LABELS) or labels.get("app") in ("sidecar-injector", "istiod")
+
+
+def _names(objs: list[dict]) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in objs)
+
+
+def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
+    """Delete every mesh object present; return what was found (empty: nothing left)."""
+    found: list[str] = []
+    crd_list = crds(runner, kube)
+    crd_names = {c["metadata"]["name"] for c in crd_list}
+    for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+        hooks = _names([w for w in items(runner, kube.get(kind)) if is_istio_webhook(w)])
+        if hooks:
+            runner(kube.delete(kind, hooks))
+            found += [f"{kind}/{n}" for n in hooks]
+    if CPR in crd_names:
+        revisions = _names(items(runner, kube.get(CPR, namespace="istio-system")))
+        if revisions:
+            runner(kube.delete(CPR, revisions, "istio-system"))
+            found += [f"{CPR}/{n}" for n in revisions]
+    if DPC in crd_names:
+        namespaced = next(kind_of_crd(c).namespaced for c in crd_list if c["metadata"]["name"] == DPC)
+        controls = items(runner, kube.get(DPC, all_namespaces=namespaced))
+        if controls:
+            runner(kube.delete_all(DPC))
+            found += [f"{DPC}/{n}" for n in _names(controls)]
+    present = [n for n in _names(items(runner, kube.get("namespaces"))) if n in MESH_NAMESPACES]
+    if present:
+        runner(kube.delete("namespaces", present))
+        found += [f"namespace/{n}" for n in present]
+    for obj in items(runner, kube.get("deployments,daemonsets,configmaps", namespace="kube-system")):
+        resource = KUBE_SYSTEM.get((obj.get("kind"), obj["metadata"]["name"]))
+        if resource:
+            runner(kube.delete(resource, [obj["metadata"]["name"]], "kube-system"))
+            found.append(f"kube-system/{resource}/{obj['metadata']['name']}")
+    rbac: dict[str, list[str]] = {}
+    for obj in items(runner, kube.get("clusterroles,clusterrolebindings")):
+        if str(obj["metadata"]["name"]).startswith(RBAC_PREFIXES):
+            rbac.setdefault("clusterroles" if obj.get("kind") == "ClusterRole" else "clusterrolebindings", []).append(obj["metadata"]["name"])
+    for kind, names in sorted(rbac.items()):
+        runner(kube.delete(kind, sorted(names)))
+        found += [f"{kind}/{n}" for n in sorted(names)]
+    if purge_crds:
+        doomed = mesh_crds(crd_list)
+        if doomed:
+            runner(kube.delete("customresourcedefinitions", doomed))
+            found += [f"crd/{n}" for n in doomed]
+    return found
+
+
+def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    if (result := skipped(inp)) is not None:
+        return result
+    location = inp.backup_location()
+    try:
+        backup = BackupStore(location, tools.runner).read_verified()
+    except StepFailed as error:
+        raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: {error}") from None
+    removed: list[str] = []
+    with cluster_access(inp.ctx, tools.runner) as kube:
+        for round_number in range(1, MAX_ROUNDS + 1):
+            found = purge_once(tools.runner, kube, inp.options.purge_crds)
+            if not found:
+                break
+            removed += found
+            tools.log(f"[{inp.ctx.cluster}] purge: round {round_number} removed {len(found)} objects; re-checking in {RECHECK_SECONDS}s")
+            tools.sleep(RECHECK_SECONDS)
+        else:
+            raise StepFailed(f"cluster {inp.ctx.cluster}: mesh objects keep coming back after {MAX_ROUNDS} purges "
+                             f"(last: {', '.join(found[:5])}); is mesh management still automatic for {inp.decision.membership}?")
+    tools.log(f"[{inp.ctx.cluster}] purge: clean ({len(removed)} deletions; backup of {backup.object_count} objects at {location})")
+    return {"cluster": inp.ctx.cluster, "removed": sorted(set(removed)), "backup": location}

@@ -1,0 +1,71 @@
+"""Keep traffic flowing while sidecars go away: STRICT mTLS -> PERMISSIVE, and (opt-in)
+AuthorizationPolicies removed. The backup holds the originals; `restore` puts them back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshops import gcloud
+from meshops.backup_store import BackupStore
+from meshops.context import StepInput
+from meshops.inventory import crds
+from meshops.kube import PLAN_KUBE, cluster_access, items
+from meshops.objects import istio_kinds
+from meshops.process import Tools
+from meshops.steps.common import skipped
+
+NEEDS_DECISION = True
+OPTIONS = ("stack", "backup_uri", "relax_security", "remove_authorization_policies")
+PEER_AUTHENTICATION = "peerauthentications.security.istio.io"
+AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
+
+
+def commands(inp: StepInput) -> list[list[str]]:
+    k, found = PLAN_KUBE, []
+    if inp.options.relax_security:
+        found += [k.get(PEER_AUTHENTICATION, all_namespaces=True),
+                  k.merge_patch(PEER_AUTHENTICATION, "<name>", "<namespace>", {"spec": {"mtls": {"mode": "PERMISSIVE"}}})]
+    if inp.options.remove_authorization_policies:
+        found += [k.get(AUTHORIZATION_POLICY, all_namespaces=True), k.delete(AUTHORIZATION_POLICY, ["<name>"], "<namespace>")]
+    return [gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"), *found]
+
+
+def permissive_patch(pa: dict) -> dict | None:
+    """The merge patch turning a STRICT PeerAuthentication PERMISSIVE, or None if nothing is STRICT."""
+    spec = pa.get("spec") or {}
+    patch: dict = {}
+    if (spec.get("mtls") or {}).get("mode") == "STRICT":
+        patch["mtls"] = {"mode": "PERMISSIVE"}
+    ports = {port: {"mode": "PERMISSIVE"} for port, value in (spec.get("portLevelMtls") or {}).items()
+             if (value or {}).get("mode") == "STRICT"}
+    if ports:
+        patch["portLevelMtls"] = ports
+    return {"spec": patch} if patch else None
+
+
+def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    if (result := skipped(inp)) is not None:
+        return result
+    opts = inp.options
+    if not (opts.relax_security or opts.remove_authorization_policies):
+        return {"cluster": inp.ctx.cluster, "relaxed": [], "removed": []}
+    BackupStore(inp.backup_location(), tools.runner).read_verified()  # nothing changes without a verified backup
+    relaxed, removed = [], []
+    with cluster_access(inp.ctx, tools.runner) as kube:
+        served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
+        if opts.relax_security and PEER_AUTHENTICATION in served:
+            for pa in items(tools.runner, kube.get(PEER_AUTHENTICATION, all_namespaces=True)):
+                patch = permissive_patch(pa)
+                if patch:
+                    meta = pa["metadata"]
+                    tools.runner(kube.merge_patch(PEER_AUTHENTICATION, meta["name"], meta["namespace"], patch))
+                    relaxed.append(f"{meta['namespace']}/{meta['name']}")
+        if opts.remove_authorization_policies and AUTHORIZATION_POLICY in served:
+            by_ns: dict[str, list[str]] = {}
+            for ap in items(tools.runner, kube.get(AUTHORIZATION_POLICY, all_namespaces=True)):
+                by_ns.setdefault(ap["metadata"]["namespace"], []).append(ap["metadata"]["name"])
+            for ns, names in sorted(by_ns.items()):
+                tools.runner(kube.delete(AUTHORIZATION_POLICY, sorted(names), ns))
+                removed += [f"{ns}/{n}" for n in sorted(names)]
+    tools.log(f"[{inp.ctx.cluster}] relax-security: {len(relaxed)} PeerAuthentications PERMISSIVE, {len(removed)} AuthorizationPolicies removed")
+    return {"cluster": inp.ctx.cluster, "relaxed": relaxed, "removed": removed}

@@ -1,0 +1,46 @@
+"""Delete and re-register the fleet membership under its configured name.
+
+Google does not support going from manual back to automatic management on the same
+membership; the field report succeeded only after re-registering. `register` with
+`--gke-uri` keeps the configured name (GKE's own registration would name it after the
+cluster). Running it again is safe: management is manual at this point.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshops import gcloud
+from meshops.context import StepInput
+from meshops.process import StepFailed, Tools, run_json
+from meshops.steps.common import skipped
+from meshops.steps.preflight import resolve_membership
+
+NEEDS_DECISION = True
+OPTIONS: tuple[str, ...] = ()
+
+
+def commands(inp: StepInput) -> list[list[str]]:
+    ctx = inp.ctx
+    return [gcloud.list_memberships(ctx), gcloud.delete_membership(ctx, ctx.membership),
+            gcloud.register_membership(ctx, ctx.membership), gcloud.list_memberships(ctx)]
+
+
+def _exists(memberships: Any, name: str, location: str) -> bool:
+    return any(str(m.get("name", "")).endswith(f"/locations/{location}/memberships/{name}") for m in memberships or [])
+
+
+def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    if (result := skipped(inp)) is not None:
+        return result
+    ctx, runner, name = inp.ctx, tools.runner, inp.decision.membership
+    if _exists(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
+        runner(gcloud.delete_membership(ctx, name))
+    runner(gcloud.register_membership(ctx, name))
+    after = run_json(runner, gcloud.list_memberships(ctx))
+    try:
+        resolve_membership(ctx, after)
+    except StepFailed as error:
+        raise StepFailed(f"after re-registering: {error}") from None
+    tools.log(f"[{ctx.cluster}] reregister-membership: {name} re-registered in {ctx.fleet_project}")
+    return {"cluster": ctx.cluster, "membership": name, "reregistered": True}

@@ -1,0 +1,42 @@
+"""Remove the namespaces' injection labels and restart injected workloads so their
+sidecars go away before the control plane does. The labels are in the backup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshops import gcloud
+from meshops.context import StepInput
+from meshops.inventory import INJECTION_LABELS, injected_pods, injection_labels, owners_of, restart
+from meshops.kube import PLAN_KUBE, cluster_access, items
+from meshops.process import Tools
+from meshops.steps.common import skipped
+
+NEEDS_DECISION = True
+OPTIONS = ("restart_workloads",)
+
+
+def commands(inp: StepInput) -> list[list[str]]:
+    k = PLAN_KUBE
+    found = [gcloud.describe_cluster(inp.ctx), k.get("namespaces"), k.label_namespace("<namespace>", {}, list(INJECTION_LABELS))]
+    if inp.options.restart_workloads:
+        found += [k.get("pods", all_namespaces=True), k.get("replicasets", all_namespaces=True), k.restart("<namespace>", ["<kind>/<name>"])]
+    return found
+
+
+def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    if (result := skipped(inp)) is not None:
+        return result
+    runner = tools.runner
+    with cluster_access(inp.ctx, runner) as kube:
+        labelled = injection_labels(runner, kube)
+        for ns, labels in sorted(labelled.items()):
+            runner(kube.label_namespace(ns, {}, sorted(labels)))
+        restarted, orphans = [], []
+        if inp.options.restart_workloads:
+            workloads, orphans = owners_of(injected_pods(runner, kube), items(runner, kube.get("replicasets", all_namespaces=True)))
+            restarted = restart(runner, kube, workloads)
+    if orphans:
+        tools.log(f"[{inp.ctx.cluster}] uninject: pods without a restartable owner keep their sidecar until deleted: {', '.join(orphans[:10])}")
+    tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")
+    return {"cluster": inp.ctx.cluster, "unlabelled": sorted(labelled), "restarted": restarted, "not_restarted": orphans}
