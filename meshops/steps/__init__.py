@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from meshops.context import Options, StepContext
+
 from meshops.steps import (
     backup,
     disable_management,
@@ -41,3 +43,9 @@ STEPS: dict[str, ModuleType] = {
     "restore": restore,
     "verify": verify,
 }
+
+
+def environment_for(step: str, ctx: StepContext, options: Options) -> dict[str, str]:
+    """A step's environment without the decision (which comes from preflight at run time):
+    the cluster's identity and only the options this step reads."""
+    return {**ctx.environment(), **options.environment(STEPS[step].OPTIONS)}

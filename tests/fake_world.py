@@ -1,0 +1,517 @@
+"""An in-memory GKE cluster + fleet that answers the gcloud and kubectl argv our steps build.
+
+It behaves like the real thing where the migration depends on it (DESIGN.md §6):
+- deleting a CRD deletes its objects; deleting a namespace deletes what is in it;
+- membership names can differ from cluster names; memberships are per location;
+- `mesh update --management automatic` provisions on the cluster's channel *at that
+  moment*, passing through PROVISIONING (or STALLED when connectgateway is off) to ACTIVE,
+  and only then installs the in-cluster control plane;
+- the mesh CRDs come back once after a purge while the membership is still in the mesh;
+- pods get a sidecar at (re)start only when their namespace's label matches a running
+  revision; the data plane is DISABLED until an injected pod runs;
+- every call can be made to fail (fault injection), and a simulated clock replaces sleep.
+Anything it does not understand fails the test loudly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from meshops.context import revision_of
+from meshops.process import StepFailed, Tools
+
+PROJECT_NUMBER = "123456789012"
+PROXY_VERSIONS = {"asm-managed-rapid": "1.22.1-asm.1", "asm-managed": "1.20.8-asm.33", "asm-managed-stable": "1.19.10-asm.6"}
+ISTIO_KINDS = {
+    "networking.istio.io": [("virtualservices", "VirtualService"), ("gateways", "Gateway"), ("destinationrules", "DestinationRule"),
+                            ("serviceentries", "ServiceEntry"), ("sidecars", "Sidecar"), ("envoyfilters", "EnvoyFilter"),
+                            ("workloadentries", "WorkloadEntry")],
+    "security.istio.io": [("peerauthentications", "PeerAuthentication"), ("authorizationpolicies", "AuthorizationPolicy"),
+                          ("requestauthentications", "RequestAuthentication")],
+    "telemetry.istio.io": [("telemetries", "Telemetry")],
+    "extensions.istio.io": [("wasmplugins", "WasmPlugin")],
+}
+MESH_KINDS = [("controlplanerevisions", "ControlPlaneRevision", True), ("dataplanecontrols", "DataPlaneControl", False)]
+BUILTIN = {  # resource -> (kind, apiVersion, namespaced)
+    "namespaces": ("Namespace", "v1", False), "configmaps": ("ConfigMap", "v1", True), "pods": ("Pod", "v1", True),
+    "deployments": ("Deployment", "apps/v1", True), "statefulsets": ("StatefulSet", "apps/v1", True),
+    "daemonsets": ("DaemonSet", "apps/v1", True), "replicasets": ("ReplicaSet", "apps/v1", True),
+    "mutatingwebhookconfigurations": ("MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1", False),
+    "validatingwebhookconfigurations": ("ValidatingWebhookConfiguration", "admissionregistration.k8s.io/v1", False),
+    "clusterroles": ("ClusterRole", "rbac.authorization.k8s.io/v1", False),
+    "clusterrolebindings": ("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", False),
+    "customresourcedefinitions": ("CustomResourceDefinition", "apiextensions.k8s.io/v1", False),
+}
+ALIASES = {"deployment": "deployments", "daemonset": "daemonsets", "configmap": "configmaps", "namespace": "namespaces",
+           "statefulset": "statefulsets", "crd": "customresourcedefinitions", "crds": "customresourcedefinitions"}
+
+
+class FakeError(Exception):
+    pass
+
+
+def crd_object(group: str, plural: str, kind: str, namespaced: bool = True) -> dict:
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{group}"},
+            "spec": {"group": group, "names": {"plural": plural, "kind": kind}, "scope": "Namespaced" if namespaced else "Cluster",
+                     "versions": [{"name": "v1beta1", "served": True, "storage": False}, {"name": "v1", "served": True, "storage": True}]}}
+
+
+@dataclass
+class FakeCluster:
+    project: str
+    location: str
+    name: str
+    channel: str
+    objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)
+    crds_return_once: bool = False
+    reconciles_left: int = 0  # how many more times the fleet re-creates deleted mesh CRDs
+    pod_counter: int = 0
+
+    # ---------------------------------------------------------------- object store
+    def resource_info(self, resource: str) -> tuple[str, str, bool]:
+        if resource in BUILTIN:
+            return BUILTIN[resource]
+        crd = self.objects.get(("customresourcedefinitions", "", resource))
+        if crd is None:
+            raise FakeError(f'error: the server doesn\'t have a resource type "{resource}"')
+        spec = crd["spec"]
+        version = next(v["name"] for v in spec["versions"] if v["storage"])
+        return spec["names"]["kind"], f"{spec['group']}/{version}", spec["scope"] == "Namespaced"
+
+    def resource_of_kind(self, api_version: str, kind: str) -> str:
+        for resource, (k, av, _) in BUILTIN.items():
+            if k == kind and av == api_version:
+                return resource
+        group = api_version.rsplit("/", 1)[0]
+        for (res, _, name), crd in self.objects.items():
+            if res == "customresourcedefinitions" and crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind:
+                return name
+        raise FakeError(f'error: resource mapping not found for kind "{kind}" in version "{api_version}"; ensure CRDs are installed first')
+
+    def put(self, resource: str, obj: dict) -> dict:
+        kind, api_version, namespaced = self.resource_info(resource)
+        obj = copy.deepcopy(obj)
+        obj.setdefault("apiVersion", api_version)
+        obj.setdefault("kind", kind)
+        meta = obj.setdefault("metadata", {})
+        namespace = meta.get("namespace", "") if namespaced else ""
+        if namespaced and ("namespaces", "", namespace) not in self.objects:
+            raise FakeError(f'Error from server (NotFound): namespaces "{namespace}" not found')
+        meta.setdefault("uid", f"uid-{resource}-{namespace}-{meta['name']}")
+        meta.setdefault("creationTimestamp", "2025-06-01T00:00:00Z")
+        meta["resourceVersion"] = str(int(meta.get("resourceVersion", "0")) + 1)
+        self.objects[(resource, namespace, meta["name"])] = obj
+        return obj
+
+    def list(self, resource: str, namespace: str | None) -> list[dict]:
+        self.resource_info(resource)
+        return [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
+                if r == resource and (namespace is None or ns == namespace)]
+
+    def delete(self, resource: str, namespace: str, name: str) -> None:
+        self.objects.pop((resource, namespace, name), None)
+        if resource == "customresourcedefinitions":
+            for key in [k for k in self.objects if k[0] == name]:
+                del self.objects[key]
+        if resource == "namespaces":
+            for key in [k for k in self.objects if k[1] == name]:
+                del self.objects[key]
+
+    # ---------------------------------------------------------------- mesh pieces
+    def installed_revision(self) -> str | None:
+        revisions = [n for (r, ns, n) in self.objects if r == "controlplanerevisions.mesh.cloud.google.com"]
+        hooks = [n for (r, _, n) in self.objects if r == "mutatingwebhookconfigurations" and n.startswith("istiod-")]
+        return revisions[0] if revisions and hooks else None
+
+    def install_crds(self) -> None:
+        for group, kinds in ISTIO_KINDS.items():
+            for plural, kind in kinds:
+                self.objects.setdefault(("customresourcedefinitions", "", f"{plural}.{group}"), crd_object(group, plural, kind))
+        for plural, kind, namespaced in MESH_KINDS:
+            self.objects.setdefault(("customresourcedefinitions", "", f"{plural}.mesh.cloud.google.com"),
+                                    crd_object("mesh.cloud.google.com", plural, kind, namespaced))
+
+    def install_control_plane(self, revision: str) -> None:
+        self.install_crds()
+        for ns in ("istio-system", "asm-system"):
+            if ("namespaces", "", ns) not in self.objects:
+                self.put("namespaces", {"metadata": {"name": ns}})
+        channel = {"asm-managed": "regular"}.get(revision, revision.removeprefix("asm-managed-"))
+        self.put("controlplanerevisions.mesh.cloud.google.com",
+                 {"metadata": {"name": revision, "namespace": "istio-system"}, "spec": {"type": "managed_service", "channel": channel}})
+        self.put("dataplanecontrols.mesh.cloud.google.com", {"metadata": {"name": "asm-managed"}, "spec": {"revision": revision}})
+        for name in (f"istiod-{revision}", "istio-revision-tag-default", "istio-sidecar-injector"):
+            self.put("mutatingwebhookconfigurations", {"metadata": {"name": name, "labels": {"istio.io/rev": revision}}})
+        for name in ("istiod-istio-system-mcp", "istio-validator-istio-system"):
+            self.put("validatingwebhookconfigurations", {"metadata": {"name": name}})
+        self.put("deployments", {"metadata": {"name": "mdp-controller", "namespace": "kube-system"}, "spec": {"replicas": 1}})
+        self.put("daemonsets", {"metadata": {"name": "istio-cni-node", "namespace": "kube-system"}})
+        self.put("configmaps", {"metadata": {"name": "istio-cni-plugin-config", "namespace": "kube-system"}, "data": {"cni": "{}"}})
+        for name in ("istiod-istio-system", "istio-reader-istio-system"):
+            self.put("clusterroles", {"metadata": {"name": name}})
+            self.put("clusterrolebindings", {"metadata": {"name": name}})
+
+    def injection_for(self, namespace: str) -> str | None:
+        """The revision a pod started now in `namespace` is injected with, if any."""
+        active = self.installed_revision()
+        labels = self.objects[("namespaces", "", namespace)]["metadata"].get("labels") or {}
+        if active and labels.get("istio.io/rev") == active:
+            return active
+        if active and labels.get("istio-injection") == "enabled" and ("mutatingwebhookconfigurations", "", "istio-revision-tag-default") in self.objects:
+            return active
+        return None
+
+    def start_pods(self, namespace: str, kind: str, name: str, replicas: int) -> None:
+        owner = {"Deployment": ("ReplicaSet", f"{name}-rs")}.get(kind, (kind, name))
+        for key in [k for k, o in self.objects.items() if k[0] == "pods" and k[1] == namespace
+                    and (o["metadata"].get("ownerReferences") or [{}])[0].get("name") == owner[1]]:
+            del self.objects[key]
+        revision = self.injection_for(namespace)
+        for _ in range(replicas):
+            self.pod_counter += 1
+            containers = [{"name": "app", "image": "example/app:1"}]
+            annotations = {}
+            if revision:
+                containers.append({"name": "istio-proxy", "image": f"gcr.io/gke-release/asm/proxyv2:{PROXY_VERSIONS[revision]}"})
+                annotations["sidecar.istio.io/status"] = json.dumps({"revision": revision})
+            self.put("pods", {"metadata": {"name": f"{name}-{self.pod_counter}", "namespace": namespace, "annotations": annotations,
+                                           "ownerReferences": [{"kind": owner[0], "name": owner[1]}]},
+                              "spec": {"containers": containers}})
+
+    def add_deployment(self, namespace: str, name: str, replicas: int = 2) -> None:
+        self.put("deployments", {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}})
+        self.put("replicasets", {"metadata": {"name": f"{name}-rs", "namespace": namespace,
+                                              "ownerReferences": [{"kind": "Deployment", "name": name}]}})
+        self.start_pods(namespace, "Deployment", name, replicas)
+
+    def injected_pods(self, revision: str | None = None) -> list[dict]:
+        pods = [o for (r, _, _), o in self.objects.items() if r == "pods"
+                and any(c["name"] == "istio-proxy" for c in o["spec"]["containers"])]
+        return [p for p in pods if revision is None or json.loads(p["metadata"]["annotations"]["sidecar.istio.io/status"])["revision"] == revision]
+
+    def istio_objects(self) -> dict[tuple[str, str, str], dict]:
+        return {k: o for k, o in self.objects.items() if k[0].split(".", 1)[-1].endswith("istio.io") and k[0] != "customresourcedefinitions"}
+
+
+@dataclass
+class Membership:
+    cluster: FakeCluster
+    management: str | None = "MANAGEMENT_AUTOMATIC"
+    provisioning_started: float | None = None
+    revision: str | None = None
+    implementation: str = "ISTIOD"
+    conditions: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Fault:
+    matches: Callable[[list[str]], bool]
+    message: str
+    remaining: int = 1
+
+
+class FakeWorld:
+    """The runner (argv -> stdout) for every gcloud and kubectl call of the steps."""
+
+    def __init__(self, fleet_project: str = "my-project-123456", gcs_root: Path | None = None):
+        self.fleet_project = fleet_project
+        self.clock = 0.0
+        self.enabled_apis = {"mesh.googleapis.com", "connectgateway.googleapis.com", "gkehub.googleapis.com", "container.googleapis.com"}
+        self.clusters: dict[str, FakeCluster] = {}
+        self.memberships: dict[tuple[str, str], Membership] = {}
+        self.provisioning_seconds = 600.0
+        self.calls: list[list[str]] = []
+        self.faults: list[Fault] = []
+        self.log: list[str] = []
+        self.gcs_root = gcs_root
+
+    # ------------------------------------------------------------------ set-up
+    def add_cluster(self, name: str, location: str, channel: str, membership: str | None = None,
+                    membership_location: str | None = None, project: str | None = None, mesh: bool = True) -> FakeCluster:
+        cluster = FakeCluster(project or self.fleet_project, location, name, channel)
+        self.clusters[name] = cluster
+        for ns in ("default", "kube-system"):
+            cluster.put("namespaces", {"metadata": {"name": ns}})
+        if mesh:
+            key = (membership_location or location, membership or name)
+            self.memberships[key] = Membership(cluster, provisioning_started=-10_000, revision=revision_of(channel))
+            cluster.install_control_plane(revision_of(channel))
+        return cluster
+
+    def tools(self) -> Tools:
+        return Tools(runner=self, sleep=self.sleep, now=lambda: self.clock, wall=lambda: 1_750_000_000 + self.clock,
+                     log=self.log.append)
+
+    def sleep(self, seconds: float) -> None:
+        self.clock += seconds
+
+    def fail(self, matches: Callable[[list[str]], bool], message: str = "injected fault", times: int = 1) -> None:
+        self.faults.append(Fault(matches, message, times))
+
+    def fail_at_call(self, index: int) -> None:
+        """Fail the call with this 0-based index (counted over all calls from now on)."""
+        target = len(self.calls) + index
+        self.fail(lambda argv, target=target: len(self.calls) - 1 == target, f"injected fault at call {index}")
+
+    # ------------------------------------------------------------------ runner
+    def __call__(self, argv) -> str:
+        argv = list(argv)
+        self.calls.append(argv)
+        for fault in self.faults:
+            if fault.remaining and fault.matches(argv):
+                fault.remaining -= 1
+                raise StepFailed(f"`{' '.join(argv[:4])} …` failed (exit 1): {fault.message}")
+        try:
+            if argv[0] == "gcloud":
+                out = self._gcloud(argv[1:])
+            elif argv[0] == "kubectl":
+                out = self._kubectl(argv[1:])
+            else:
+                raise FakeError(f"unknown binary {argv[0]}")
+        except FakeError as error:
+            raise StepFailed(f"`{' '.join(argv[:4])} …` failed (exit 1): {error}") from None
+        return out if isinstance(out, str) else json.dumps(out)
+
+    # ------------------------------------------------------------------ gcloud
+    @staticmethod
+    def _flags(args: list[str]) -> tuple[list[str], dict[str, str]]:
+        words, flags = [], {}
+        for a in args:
+            if a.startswith("--"):
+                key, _, value = a[2:].partition("=")
+                flags[key] = value
+            else:
+                words.append(a)
+        return words, flags
+
+    def _cluster(self, name: str, flags: dict[str, str]) -> FakeCluster:
+        cluster = self.clusters.get(name)
+        if cluster is None or cluster.project != flags.get("project") or cluster.location != flags.get("location"):
+            raise FakeError(f"NOT_FOUND: cluster {name} in {flags.get('project')}/{flags.get('location')}")
+        return cluster
+
+    def _membership(self, flags: dict[str, str], name: str) -> Membership:
+        if flags.get("project") != self.fleet_project:
+            raise FakeError(f"NOT_FOUND: project {flags.get('project')} is not the fleet project")
+        member = self.memberships.get((flags.get("location"), name))
+        if member is None:
+            raise FakeError(f"NOT_FOUND: membership {name} in {flags.get('location')}")
+        return member
+
+    def _gcloud(self, args: list[str]):
+        words, flags = self._flags(args)
+        if words[:3] == ["container", "clusters", "describe"]:
+            c = self._cluster(words[3], flags)
+            return {"name": c.name, "endpoint": "203.0.113.10", "masterAuth": {"clusterCaCertificate": "Q0E="},
+                    "releaseChannel": {"channel": c.channel.upper()} if c.channel != "unspecified" else {},
+                    "workloadIdentityConfig": {"workloadPool": f"{c.project}.svc.id.goog"}}
+        if words[:3] == ["container", "clusters", "update"]:
+            c = self._cluster(words[3], flags)
+            c.channel = flags["release-channel"]
+            return ""
+        if words[:4] == ["container", "fleet", "memberships", "list"]:
+            return [{"name": f"projects/{self.fleet_project}/locations/{loc}/memberships/{name}",
+                     "endpoint": {"gkeCluster": {"resourceLink": f"//container.googleapis.com/projects/{m.cluster.project}/locations/{m.cluster.location}/clusters/{m.cluster.name}"}}}
+                    for (loc, name), m in sorted(self.memberships.items())]
+        if words[:4] == ["container", "fleet", "memberships", "delete"]:
+            self._membership(flags, words[4])
+            del self.memberships[(flags["location"], words[4])]
+            return ""
+        if words[:4] == ["container", "fleet", "memberships", "register"]:
+            if (flags.get("location"), words[4]) in self.memberships:
+                raise FakeError(f"ALREADY_EXISTS: membership {words[4]}")
+            project, location, name = flags["gke-uri"].split("/projects/", 1)[1].split("/locations/")[0], \
+                flags["gke-uri"].split("/locations/", 1)[1].split("/")[0], flags["gke-uri"].rsplit("/", 1)[1]
+            cluster = self.clusters[name]
+            assert (cluster.project, cluster.location) == (project, location)
+            self.memberships[(flags["location"], words[4])] = Membership(cluster, management=None)
+            return ""
+        if words[:4] == ["container", "fleet", "mesh", "describe"]:
+            return self._describe_mesh()
+        if words[:4] == ["container", "fleet", "mesh", "update"]:
+            assert "disable" not in words
+            member = self._membership(flags, flags["memberships"])
+            if flags["management"] == "automatic":
+                member.management = "MANAGEMENT_AUTOMATIC"
+                member.provisioning_started = self.clock
+                member.revision = revision_of(member.cluster.channel)
+            else:
+                member.management = "MANAGEMENT_MANUAL"
+                member.cluster.reconciles_left = 1  # the fleet reconciles once more after the switch
+            return ""
+        if words[:2] == ["services", "list"]:
+            return [{"config": {"name": api}, "state": "ENABLED"} for api in sorted(self.enabled_apis)]
+        if words[:2] == ["storage", "cp"]:
+            return self._storage_copy(words[2], words[3])
+        raise FakeError(f"fake gcloud does not know: {' '.join(args)}")
+
+    def _mesh_entry(self, member: Membership) -> dict:
+        if member.management != "MANAGEMENT_AUTOMATIC" or member.provisioning_started is None:
+            return {"servicemesh": {"controlPlaneManagement": {"state": "DISABLED"}, "dataPlaneManagement": {"state": "DISABLED"}}}
+        if "connectgateway.googleapis.com" not in self.enabled_apis:
+            control = {"state": "STALLED", "details": [{"code": "REVISION_STALLED", "details": f"Failed to provision: {member.revision}"}]}
+        elif self.clock - member.provisioning_started < self.provisioning_seconds:
+            control = {"state": "PROVISIONING", "details": [{"code": "PROVISIONING", "details": "Provisioning in progress"}]}
+        else:
+            if member.cluster.installed_revision() != member.revision:
+                member.cluster.install_control_plane(member.revision)
+            control = {"state": "ACTIVE", "details": [{"code": "REVISION_READY", "details": f"Ready: {member.revision}"}]}
+        control["implementation"] = member.implementation
+        running = control["state"] == "ACTIVE" and member.cluster.injected_pods(member.revision)
+        data = ({"state": "ACTIVE", "details": [{"code": "OK", "details": "Service is running."}]} if running else
+                {"state": "DISABLED", "details": [{"code": "DISABLED", "details": "Data Plane Management is not enabled."}]})
+        return {"servicemesh": {"controlPlaneManagement": control, "dataPlaneManagement": data, "conditions": member.conditions}}
+
+    def _describe_mesh(self) -> dict:
+        specs, states = {}, {}
+        for (loc, name), member in sorted(self.memberships.items()):
+            key = f"projects/{PROJECT_NUMBER}/locations/{loc}/memberships/{name}"
+            if member.management:
+                specs[key] = {"mesh": {"management": member.management}}
+            states[key] = self._mesh_entry(member)
+        return {"name": f"projects/{self.fleet_project}/locations/global/features/servicemesh",
+                "membershipSpecs": specs, "membershipStates": states}
+
+    def _storage_copy(self, source: str, destination: str) -> str:
+        assert self.gcs_root is not None, "set gcs_root to use gs:// backups"
+        def local(uri: str) -> Path:
+            return self.gcs_root / uri.removeprefix("gs://") if uri.startswith("gs://") else Path(uri)
+        src = local(source.rstrip("/"))
+        if not src.exists():
+            raise FakeError(f"One or more URLs matched no objects: {source}")
+        target = local(destination) / src.name
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(src, target)
+        return ""
+
+    # ------------------------------------------------------------------ kubectl
+    def _kubectl(self, args: list[str]):
+        words, flags = self._flags(args)
+        assert flags.get("kubeconfig"), "every kubectl call must name its kubeconfig"
+        cluster = self._cluster_for_kubeconfig(flags["kubeconfig"])
+        verb = words[0]
+        namespace = None if "all-namespaces" in flags else flags.get("namespace")
+        if verb == "get":
+            resources = [ALIASES.get(r, r) for r in words[1].split(",")]
+            if resources == ["customresourcedefinitions"] and cluster.crds_return_once and self._in_mesh(cluster):
+                cluster.crds_return_once = False
+                cluster.install_crds()
+            found = []
+            for resource in resources:
+                _, _, namespaced = cluster.resource_info(resource)
+                found += cluster.list(resource, namespace if namespaced else None)
+            return {"apiVersion": "v1", "kind": "List", "items": found}
+        if verb == "delete":
+            resource = ALIASES.get(words[1], words[1])
+            _, _, namespaced = cluster.resource_info(resource)
+            ns = (flags.get("namespace") or "") if namespaced else ""
+            names = words[2:]
+            if "all" in flags:
+                names = [o["metadata"]["name"] for o in cluster.list(resource, None if "all-namespaces" in flags else ns)]
+                targets = [(o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in cluster.list(resource, None if "all-namespaces" in flags else ns)]
+            else:
+                targets = [(ns, n) for n in names]
+            for target_ns, name in targets:
+                cluster.delete(resource, target_ns if namespaced else "", name)
+            if (resource == "customresourcedefinitions" and self._in_mesh(cluster) and cluster.reconciles_left
+                    and any(t[1].endswith("istio.io") for t in targets)):
+                cluster.reconciles_left -= 1
+                cluster.crds_return_once = True
+            return ""
+        if verb == "label":
+            assert words[1] == "namespace"
+            ns = cluster.objects.get(("namespaces", "", words[2]))
+            if ns is None:
+                raise FakeError(f'namespaces "{words[2]}" not found')
+            labels = ns["metadata"].setdefault("labels", {})
+            for change in words[3:]:
+                if change.endswith("-"):
+                    labels.pop(change[:-1], None)
+                else:
+                    key, value = change.split("=", 1)
+                    labels[key] = value
+            return ""
+        if verb == "rollout":
+            assert words[1] == "restart"
+            for ref in words[2:]:
+                kind, name = ref.split("/")
+                resource = ALIASES.get(kind, kind + "s")
+                workload = cluster.objects.get((resource, flags["namespace"], name))
+                if workload is None:
+                    raise FakeError(f'{resource} "{name}" not found')
+                cluster.start_pods(flags["namespace"], BUILTIN[resource][0], name, workload["spec"].get("replicas", 1))
+            return ""
+        if verb == "patch":
+            obj = cluster.objects.get((words[1], flags["namespace"], words[2]))
+            if obj is None:
+                raise FakeError(f'{words[1]} "{words[2]}" not found')
+            merge(obj, json.loads(flags["patch"]))
+            return ""
+        if verb == "apply":
+            assert "server-side" in flags and "force-conflicts" in flags
+            document = json.loads(Path(flags["filename"]).read_text())
+            for item in document["items"]:
+                resource = cluster.resource_of_kind(item["apiVersion"], item["kind"])
+                _, _, namespaced = cluster.resource_info(resource)
+                key = (resource, item["metadata"].get("namespace", "") if namespaced else "", item["metadata"]["name"])
+                existing = cluster.objects.get(key, {})
+                server_meta = {k: v for k, v in existing.get("metadata", {}).items() if k in ("uid", "creationTimestamp", "resourceVersion")}
+                obj = copy.deepcopy(item)
+                obj["metadata"].update(server_meta)
+                cluster.put(resource, obj)
+            return ""
+        raise FakeError(f"fake kubectl does not know: {' '.join(args)}")
+
+    def _in_mesh(self, cluster: FakeCluster) -> bool:
+        return any(m.cluster is cluster and m.management for m in self.memberships.values())
+
+    def _cluster_for_kubeconfig(self, path: str) -> FakeCluster:
+        config = json.loads(Path(path).read_text())
+        name = config["current-context"].rsplit("_", 1)[1]
+        assert config["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin"
+        return self.clusters[name]
+
+
+def merge(target: dict, patch: dict) -> None:
+    """JSON merge patch (RFC 7386)."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def seed_field_report(world: FakeWorld, channel: str = "rapid", name: str = "dev-cluster-1", membership: str | None = None,
+                      location: str = "asia-northeast1") -> FakeCluster:
+    """The field report's cluster: rapid channel, ISTIOD, the katayan apps, a STRICT mesh."""
+    cluster = world.add_cluster(name, location, channel, membership=membership)
+    revision = revision_of(channel)
+    cluster.put("namespaces", {"metadata": {"name": "katayan", "labels": {"istio.io/rev": revision}}})
+    cluster.put("namespaces", {"metadata": {"name": "katayan-gateway", "labels": {"istio-injection": "enabled"}}})
+    cluster.put("configmaps", {"metadata": {"name": f"istio-{revision}", "namespace": "istio-system"},
+                               "data": {"mesh": "accessLogFile: /dev/stdout\n"}})
+    for ns in ("katayan", "katayan-gateway"):
+        cluster.put("virtualservices.networking.istio.io", {"metadata": {"name": "katayan-virtualservice", "namespace": ns},
+                                                            "spec": {"gateways": ["katayan-gateway"], "hosts": ["*"]}})
+        cluster.add_deployment(ns, "web")
+    cluster.put("gateways.networking.istio.io", {"metadata": {"name": "katayan-gateway", "namespace": "katayan-gateway"},
+                                                 "spec": {"selector": {"istio": "ingressgateway"}}})
+    cluster.put("destinationrules.networking.istio.io", {"metadata": {"name": "web", "namespace": "katayan"},
+                                                         "spec": {"host": "web", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}})
+    cluster.put("peerauthentications.security.istio.io", {"metadata": {"name": "default", "namespace": "istio-system"},
+                                                          "spec": {"mtls": {"mode": "STRICT"}}})
+    cluster.put("peerauthentications.security.istio.io", {"metadata": {"name": "web", "namespace": "katayan", "labels": {"team": "a"}},
+                                                          "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}})
+    cluster.put("authorizationpolicies.security.istio.io", {"metadata": {"name": "allow-gateway", "namespace": "katayan"},
+                                                            "spec": {"action": "ALLOW", "rules": [{"from": [{"source": {"namespaces": ["katayan-gateway"]}}]}]}})
+    cluster.put("telemetries.telemetry.istio.io", {"metadata": {"name": "mesh-default", "namespace": "istio-system"},
+                                                   "spec": {"accessLogging": [{"providers": [{"name": "envoy"}]}]}})
+    return cluster
