@@ -182,6 +182,11 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
         runtime_settings.SETTINGS.rpc_manager.clear()
         runtime_settings.SETTINGS.outputs.clear()
         _sync_await(run_pulumi_func(program))
+    except BaseException:
+        # The error propagates from here; the SDK's other outputs that carry the same
+        # error would otherwise each print "Future exception was never retrieved".
+        loop.set_exception_handler(lambda _loop, context: None)
+        raise
     finally:
         for task in asyncio.all_tasks(loop):
             task.cancel()

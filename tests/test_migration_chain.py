@@ -1,0 +1,301 @@
+"""The whole migration chain against the fake cluster and fleet (tests/fake_world.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from meshops.context import Decision, Options, StepInput
+from meshops.objects import digest
+from meshops.process import StepFailed
+from meshops.steps import STEPS, purge, wait_ready
+from tests.chain_driver import ORDER, Chain, context
+from tests.fake_world import FakeWorld, seed_field_report
+
+MUTATING = ("update", "delete", "register", "label", "rollout", "patch", "apply")
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    """Local backups land in the test's own folder."""
+    monkeypatch.chdir(tmp_path)
+
+
+def istio_digests(cluster) -> dict:
+    return {key: digest(obj) for key, obj in cluster.istio_objects().items()}
+
+
+def end_state(world: FakeWorld, cluster) -> dict:
+    """Everything that must be the same after an interrupted-and-resumed run as after a clean one."""
+    namespaces = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in cluster.list("namespaces", None)}
+    return {
+        "channel": cluster.channel,
+        "istio": istio_digests(cluster),
+        "namespaces": namespaces,
+        "configmaps": {o["metadata"]["name"]: o.get("data") for o in cluster.list("configmaps", "istio-system")},
+        "memberships": sorted(world.memberships),
+        "management": {k: m.management for k, m in world.memberships.items()},
+        "revision": cluster.installed_revision(),
+        "pods_by_revision": Counter(json.loads(p["metadata"]["annotations"]["sidecar.istio.io/status"])["revision"]
+                                    for p in cluster.injected_pods()),
+        "uninjected_pods": len([k for k in cluster.objects if k[0] == "pods"]) - len(cluster.injected_pods()),
+    }
+
+
+def field_report_run(**options):
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    chain = Chain(world, context(), Options(stack="dev", **options))
+    return world, cluster, chain
+
+
+def test_field_report_rapid_to_regular():
+    world, cluster, chain = field_report_run()
+    before = istio_digests(cluster)
+    results = chain.up()
+    assert results["preflight"]["action"] == "migrate" and results["preflight"]["from_revision"] == "asm-managed-rapid"
+    verify = results["verify"]
+    assert verify["verified"] is True
+    assert (verify["control_plane_state"], verify["revision"], verify["data_plane_state"]) == ("ACTIVE", "asm-managed", "ACTIVE")
+    assert verify["proxy_images"] == {"gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33": 4}
+    assert cluster.channel == "regular"
+    assert istio_digests(cluster) == before, "every Istio object is back, byte for byte after sanitizing"
+    labels = {o["metadata"]["name"]: o["metadata"].get("labels", {}) for o in cluster.list("namespaces", None)}
+    assert labels["katayan"] == {"istio-injection": "enabled"}, "istio.io/rev=asm-managed-rapid becomes the channel-agnostic label"
+    assert labels["katayan-gateway"] == {"istio-injection": "enabled"}
+    strict = cluster.objects[("peerauthentications.security.istio.io", "katayan", "web")]["spec"]
+    assert strict == {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}
+    assert cluster.objects[("configmaps", "istio-system", "istio-asm-managed")]["data"] == {"mesh": "accessLogFile: /dev/stdout\n"}
+    assert not any("fleet mesh disable" in " ".join(c) for c in world.calls), "never the fleet-wide disable"
+
+
+def test_steps_run_in_the_field_report_order():
+    world, _, chain = field_report_run()
+    chain.up()
+    verbs = [" ".join(c[1:5]) for c in world.calls if c[0] == "gcloud"]
+    manual = verbs.index("container fleet mesh update")
+    channel = next(i for i, c in enumerate(world.calls) if any(a.startswith("--release-channel=") for a in c))
+    register = next(i for i, c in enumerate(world.calls) if c[1:5] == ["container", "fleet", "memberships", "register"])
+    automatic = max(i for i, c in enumerate(world.calls) if "--management=automatic" in c)
+    crd_delete = next(i for i, c in enumerate(world.calls) if c[0] == "kubectl" and c[2:4] == ["delete", "customresourcedefinitions"])
+    manual_call = next(i for i, c in enumerate(world.calls) if "--management=manual" in c)
+    assert manual_call < crd_delete < channel < register < automatic
+    assert manual >= 0
+
+
+def test_every_kubectl_call_names_the_private_kubeconfig():
+    world, _, chain = field_report_run()
+    chain.up()
+    kubectl = [c for c in world.calls if c[0] == "kubectl"]
+    assert kubectl and all(c[1].startswith("--kubeconfig=") and "gke-mesh-" in c[1] for c in kubectl)
+    assert not Path(kubectl[0][1].split("=", 1)[1]).exists(), "the kubeconfig is removed after the step"
+
+
+def test_stalled_without_connectgateway_is_diagnosed_on_the_first_poll():
+    world, cluster, chain = field_report_run()
+    world.enabled_apis.discard("connectgateway.googleapis.com")
+    with pytest.raises(StepFailed) as raised:
+        chain.up()
+    message = str(raised.value)
+    assert "REVISION_STALLED" in message and "connectgateway.googleapis.com API is off" in message
+    assert "gcloud services enable connectgateway.googleapis.com --project my-project-123456" in message
+    assert "\n" not in message
+    polls = [line for line in world.log if "wait-ready: poll" in line]
+    assert len(polls) == 1, "STALLED is reported on the first poll that sees it"
+    # The operator applies the fix; the next `pulumi up` resumes at wait-ready and finishes.
+    world.enabled_apis.add("connectgateway.googleapis.com")
+    world(["gcloud", "container", "fleet", "mesh", "update", "--management=automatic", "--memberships=dev-cluster-1",
+           "--project=my-project-123456", "--location=asia-northeast1"])
+    assert chain.up()["verify"]["verified"] is True
+
+
+def test_data_plane_is_disabled_until_workloads_are_reinjected():
+    world, cluster, chain = field_report_run()
+    chain.order = ORDER[: ORDER.index("wait-ready") + 1]
+    chain.up()
+    describe = json.loads(world(["gcloud", "container", "fleet", "mesh", "describe", "--project=my-project-123456", "--format=json"]))
+    (state,) = describe["membershipStates"].values()
+    assert state["servicemesh"]["controlPlaneManagement"]["state"] == "ACTIVE"
+    assert state["servicemesh"]["dataPlaneManagement"]["state"] == "DISABLED"
+    chain.order = ORDER
+    assert chain.up()["verify"]["data_plane_state"] == "ACTIVE"
+
+
+def test_membership_name_differing_from_the_cluster_name():
+    world = FakeWorld()
+    seed_field_report(world, membership="dev-membership-7")
+    wrong = Chain(world, context(), Options(stack="dev"))
+    with pytest.raises(StepFailed, match=r"configured membership dev-cluster-1 \(asia-northeast1\) does not exist; "
+                                         r"the membership of this cluster is dev-membership-7 \(asia-northeast1\)"):
+        wrong.up()
+    assert not [c for c in world.calls if any(v in c[:4] for v in MUTATING)], "a wrong membership stops before any change"
+    results = Chain(world, context(membership="dev-membership-7"), Options(stack="dev")).up()
+    assert results["verify"]["verified"] is True
+    assert ("asia-northeast1", "dev-membership-7") in world.memberships and len(world.memberships) == 1
+
+
+def test_crds_coming_back_are_purged_again():
+    world, cluster, chain = field_report_run()
+    chain.order = ORDER[: ORDER.index("purge") + 1]
+    results = chain.up()
+    crd_rounds = [line for line in world.log if "purge: round" in line]
+    assert len(crd_rounds) == 2, crd_rounds
+    assert not [k for k in cluster.objects if k[0] == "customresourcedefinitions"]
+    assert not [k for k in cluster.objects if k[0] in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")]
+    assert not {("namespaces", "", "istio-system"), ("namespaces", "", "asm-system")} & set(cluster.objects)
+    assert not [k for k in cluster.objects if k[1] == "kube-system" and k[2] in ("mdp-controller", "istio-cni-node", "istio-cni-plugin-config")]
+    assert "crd/virtualservices.networking.istio.io" in results["purge"]["removed"]
+
+
+def test_purge_keeps_crds_when_asked():
+    world, cluster, chain = field_report_run(purge_crds=False)
+    chain.order = ORDER[: ORDER.index("purge") + 1]
+    chain.up()
+    assert ("customresourcedefinitions", "", "virtualservices.networking.istio.io") in cluster.objects
+    assert ("virtualservices.networking.istio.io", "katayan", "katayan-virtualservice") in cluster.objects
+
+
+def clean_run_profile() -> tuple[dict, dict[str, int]]:
+    world, cluster, chain = field_report_run()
+    chain.up()
+    return end_state(world, cluster), chain.calls_by_step
+
+
+CLEAN_END, CALLS = clean_run_profile()
+FAULTS = [(step, where) for step in ORDER for where in ("first", "last")]
+
+
+@pytest.mark.parametrize("step,where", FAULTS, ids=[f"{s}-{w}" for s, w in FAULTS])
+def test_fault_at_each_step_then_rerun_reaches_the_same_end_state(step, where):
+    world, cluster, chain = field_report_run()
+    before = istio_digests(cluster)
+    offset = sum(CALLS[s] for s in ORDER[: ORDER.index(step)])
+    world.fail_at_call(offset + (0 if where == "first" else CALLS[step] - 1))
+    with pytest.raises(StepFailed, match="injected fault"):
+        chain.up()
+    assert step not in chain.state, "the failed step is not recorded, so the next up runs it again"
+    results, failures = chain.up_until_done()
+    assert failures == []
+    assert results["verify"]["verified"] is True
+    assert end_state(world, cluster) == CLEAN_END
+    assert istio_digests(cluster) == before, "zero Istio objects lost"
+
+
+def test_first_up_on_an_aligned_cluster_changes_nothing():
+    world = FakeWorld()
+    cluster = seed_field_report(world, channel="regular")
+    before = json.dumps(sorted(cluster.objects.items(), key=str), sort_keys=True)
+    results = Chain(world, context(), Options(stack="dev")).up()
+    assert results["preflight"]["action"] == "skip"
+    assert all(results[s].get("skipped") for s in ORDER if s not in ("preflight", "release-channel", "verify"))
+    assert results["release-channel"]["changed"] is False
+    assert results["verify"]["verified"] is True
+    mutating = [c for c in world.calls if c[0] == "gcloud" and any(v in c[:5] for v in MUTATING)
+                or c[0] == "kubectl" and c[2] in MUTATING]
+    assert mutating == []
+    assert json.dumps(sorted(cluster.objects.items(), key=str), sort_keys=True) == before
+    assert not Path("backups").exists(), "no backup is written for a skip"
+
+
+def test_modernization_in_progress_is_refused_before_any_change():
+    world, _, chain = field_report_run()
+    (member,) = world.memberships.values()
+    member.conditions = [{"code": "MODERNIZATION_MIGRATING_WORKLOADS", "details": "in progress", "severity": "INFO"}]
+    with pytest.raises(StepFailed, match="MODERNIZATION_MIGRATING_WORKLOADS"):
+        chain.up()
+    assert list(chain.state) == []
+
+
+def test_purge_refuses_without_a_verified_backup():
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    decision = Decision("migrate", "test", "rapid", "regular", "asm-managed-rapid", "asm-managed", "dev-cluster-1", "ISTIOD", "run-1")
+    inp = StepInput(context(), Options(stack="dev"), decision)
+    objects = dict(cluster.objects)
+    with pytest.raises(StepFailed, match="refusing to purge cluster dev-cluster-1: no verified backup"):
+        purge.run(inp, world.tools())
+    assert cluster.objects == objects and world.calls == []
+
+
+def test_purge_refuses_a_tampered_backup():
+    world, cluster, chain = field_report_run()
+    chain.order = ORDER[: ORDER.index("backup") + 1]
+    chain.up()
+    (kind_file,) = Path("backups").rglob("virtualservices.networking.istio.io.json")
+    kind_file.write_text(kind_file.read_text().replace("katayan-gateway", "tampered"))
+    chain.order = ORDER
+    with pytest.raises(StepFailed, match="does not match its sha256"):
+        chain.up()
+    assert ("customresourcedefinitions", "", "virtualservices.networking.istio.io") in cluster.objects
+
+
+def test_backup_to_a_bucket(tmp_path):
+    world = FakeWorld(gcs_root=tmp_path / "gcs")
+    cluster = seed_field_report(world)
+    before = istio_digests(cluster)
+    results = Chain(world, context(), Options(stack="dev", backup_uri="gs://mesh-backups/moves")).up()
+    assert results["backup"]["location"].startswith("gs://mesh-backups/moves/dev/dev-cluster-1/rapid-to-regular/")
+    stored = list((tmp_path / "gcs" / "mesh-backups" / "moves").rglob("manifest.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text())["total"] == 8
+    assert istio_digests(cluster) == before
+
+
+def test_authorization_policies_removed_on_request_and_restored():
+    world, cluster, chain = field_report_run(remove_authorization_policies=True)
+    chain.order = ORDER[: ORDER.index("relax-security") + 1]
+    results = chain.up()
+    assert results["relax-security"]["removed"] == ["katayan/allow-gateway"]
+    assert ("authorizationpolicies.security.istio.io", "katayan", "allow-gateway") not in cluster.objects
+    chain.order = ORDER
+    chain.up()
+    assert ("authorizationpolicies.security.istio.io", "katayan", "allow-gateway") in cluster.objects
+
+
+def test_without_reregistration_the_chain_still_completes():
+    world, cluster, chain = field_report_run()
+    chain.order = tuple(s for s in ORDER if s != "reregister-membership")
+    assert chain.up()["verify"]["verified"] is True
+    assert not [c for c in world.calls if "register" in c[:5]]
+
+
+def test_without_restarts_verify_reports_the_stale_proxies():
+    world, cluster, chain = field_report_run(restart_workloads=False)
+    with pytest.raises(StepFailed, match=r"not verified: .*4 pods not on asm-managed"):
+        chain.up()
+
+
+def test_wait_ready_times_out_with_the_last_state():
+    world, cluster, chain = field_report_run(wait_timeout_seconds=120)
+    with pytest.raises(StepFailed, match=r"not ready after 120s \(control plane PROVISIONING"):
+        chain.up()
+
+
+def test_wrong_revision_active_is_a_clear_failure():
+    world = FakeWorld()
+    seed_field_report(world)
+    decision = Decision("migrate", "t", "rapid", "regular", "asm-managed-rapid", "asm-managed", "dev-cluster-1", "ISTIOD", "r")
+    with pytest.raises(StepFailed, match="ACTIVE on asm-managed-rapid, expected asm-managed"):
+        wait_ready.run(StepInput(context(), Options(), decision), world.tools())
+
+
+def test_backup_calls_grow_with_kinds_not_objects():
+    def backup_calls(extra: int) -> int:
+        world = FakeWorld()
+        cluster = seed_field_report(world)
+        for i in range(extra):
+            cluster.put("virtualservices.networking.istio.io", {"metadata": {"name": f"vs-{i}", "namespace": "katayan"}, "spec": {"hosts": [f"h{i}"]}})
+        chain = Chain(world, context(), Options(stack=f"objects-{extra}"))
+        chain.order = ORDER[:2]
+        chain.up()
+        assert chain.state["backup"] and '"reused": false' in chain.state["backup"]
+        return chain.calls_by_step["backup"]
+    assert backup_calls(0) == backup_calls(500) > 0
+
+
+def test_every_step_has_a_plan_entry_and_options_that_exist():
+    for name, step in STEPS.items():
+        assert set(step.OPTIONS) <= set(Options.__dataclass_fields__), name
+        assert step.commands(StepInput(context(), Options(), Decision.placeholder(context()))), name
