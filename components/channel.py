@@ -16,7 +16,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from meshops.context import StepContext, command_line
+from meshops.context import Options, StepContext, command_line
+from meshops.steps import environment_for
 
 
 class ReleaseChannel(pulumi.ComponentResource):
@@ -29,7 +30,7 @@ class ReleaseChannel(pulumi.ComponentResource):
         self.command = command.local.Command(
             f"{ctx.cluster}-release-channel",
             create=command_line("release-channel"),
-            environment=ctx.environment(),
+            environment=environment_for("release-channel", ctx, Options()),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
         self.register_outputs({"channel": ctx.channel})

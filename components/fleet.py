@@ -83,7 +83,8 @@ class FleetMembership(pulumi.ComponentResource):
 
     def __init__(self, name: str, cluster: Cluster, fleet_project: str, depends_on: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
-        super().__init__("gke-mesh:fleet:Membership", name, None, opts)
+        # The component records the same dependencies as its read, so the plan shows them.
+        super().__init__("gke-mesh:fleet:Membership", name, None, pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=depends_on)))
         if cluster.mode == "adopt":
             live = gkehub.get_membership_output(
                 project=fleet_project,

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pulumi
 
 from components.channel import ReleaseChannel
 from components.cluster import ManagedCluster
 from components.fleet import FleetMembership, MeshFeature
+from components.injection import MeshNamespaces
 from components.management import MeshManagement
+from components.migration import MigrationChain
 from components.services import ProjectServices
 from components.settings import Cluster, Settings
-from meshops.context import StepContext
+from meshops.context import Options, StepContext
 
 MESH_APIS = ("mesh.googleapis.com", "connectgateway.googleapis.com", "gkehub.googleapis.com")
+VERIFY_FIELDS = ("control_plane_state", "data_plane_state", "revision", "implementation", "proxy_images", "verified")
+
+
+def verify_outputs(stdout: str | None) -> dict[str, Any]:
+    """The stack-output fields from the verify step's JSON result."""
+    try:
+        result = json.loads(stdout or "")
+    except ValueError:
+        result = {}
+    return {
+        "control_plane_state": result.get("control_plane_state", "UNKNOWN"),
+        "data_plane_state": result.get("data_plane_state", "UNKNOWN"),
+        "revision": result.get("revision", ""),
+        "implementation": result.get("implementation", "UNKNOWN"),
+        "proxy_images": result.get("proxy_images", {}),
+        "verified": result.get("verified", False) is True,
+    }
 
 
 class ClusterMesh(pulumi.ComponentResource):
@@ -28,21 +50,39 @@ class ClusterMesh(pulumi.ComponentResource):
         super().__init__("gke-mesh:platform:ClusterMesh", cluster.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ctx = step_context(cluster, settings)
-        owned: list[pulumi.Resource] = []
+        container_api = cluster_services.only("container.googleapis.com")
+        management_apis = fleet_services.only(*MESH_APIS)
+        owned = None
         if cluster.mode == "create":
-            owned = [ManagedCluster(f"{cluster.name}-managed-cluster", cluster, settings.project, settings.release_channel,
-                                    cluster_services.only("container.googleapis.com"), opts=child)]
-        channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [*cluster_services.only("container.googleapis.com"), *owned], opts=child)
-        membership = FleetMembership(f"{cluster.name}-membership", cluster, settings.project,
-                                     [*fleet_services.only("gkehub.googleapis.com"), *owned], opts=child)
-        MeshManagement(f"{cluster.name}-management", cluster, settings.project, feature, membership,
-                       [*fleet_services.only(*MESH_APIS), channel.command], opts=child)
-        self.outputs = membership.name.apply(lambda name: {
+            owned = ManagedCluster(f"{cluster.name}-managed-cluster", cluster, settings.project, settings.release_channel,
+                                   container_api, opts=child)
+        base = [*container_api, *fleet_services.only("gkehub.googleapis.com"), *([owned] if owned else [])]
+
+        chain = None
+        if settings.migration.enabled:
+            chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(settings), settings.migration.reregister_membership,
+                                   base, opts=child)
+        channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [chain.last_before_channel] if chain else base, opts=child)
+        if chain:
+            chain.continue_after(channel.command, management_apis)
+        reregistered = [chain.steps["reregister-membership"]] if chain and "reregister-membership" in chain.steps else []
+        membership = FleetMembership(f"{cluster.name}-membership", cluster, settings.project, [*base, *reregistered], opts=child)
+        enabled = [chain.steps["enable-management"]] if chain else []
+        management = MeshManagement(f"{cluster.name}-management", cluster, settings.project, feature, membership,
+                                    [*management_apis, channel.command, *enabled], opts=child)
+        if cluster.mesh_namespaces:
+            ready = chain.steps["wait-ready"] if chain else management.feature_membership
+            MeshNamespaces(f"{cluster.name}-mesh-namespaces", cluster, ctx, [ready],
+                           created=owned.cluster if owned else None, opts=child)
+
+        verified = chain.steps["verify"].stdout.apply(verify_outputs) if chain else pulumi.Output.from_input(verify_outputs(None))
+        self.outputs = pulumi.Output.all(membership.name, verified).apply(lambda values: {
             "project": cluster.project,
             "location": cluster.location,
-            "membership": name,
+            "membership": values[0],
             "membership_location": cluster.membership_location,
             "release_channel": settings.release_channel,
+            **values[1],
         })
         self.register_outputs({"outputs": self.outputs})
 
@@ -51,6 +91,13 @@ def step_context(cluster: Cluster, settings: Settings) -> StepContext:
     return StepContext(project=cluster.project, location=cluster.location, cluster=cluster.name,
                        fleet_project=settings.project, membership=cluster.membership,
                        membership_location=cluster.membership_location, channel=settings.release_channel)
+
+
+def step_options(settings: Settings) -> Options:
+    m = settings.migration
+    return Options(stack=pulumi.get_stack(), backup_uri=m.backup_uri, relax_security=m.relax_security,
+                   remove_authorization_policies=m.remove_authorization_policies, restart_workloads=m.restart_workloads,
+                   purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds)
 
 
 class MeshPlatform(pulumi.ComponentResource):

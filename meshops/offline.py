@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import runpy
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +36,7 @@ _OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 
 def plain(value: Any) -> Any:
     """A registered input as plain JSON: secrets as "[secret]", unknowns as "<unknown>"."""
-    if value == _UNKNOWN:
+    if value == _UNKNOWN or isinstance(value, pulumi.output.Unknown):
         return "<unknown>"
     if isinstance(value, dict):
         sig = value.get(_SIG_KEY)
@@ -104,13 +105,19 @@ class RecordingMonitor(mocks.MockMonitor):
 
 
 class EchoMocks(mocks.Mocks):
-    """Resources echo their inputs; invokes answer from `invokes` (token -> result)."""
+    """Resources echo their inputs (plus what `extra_outputs` adds); invokes answer from
+    `invokes` (token -> result)."""
 
-    def __init__(self, invokes: dict[str, Callable[[dict], dict]] | None = None):
+    def __init__(self, invokes: dict[str, Callable[[dict], dict]] | None = None,
+                 extra_outputs: Callable[[mocks.MockResourceArgs], dict] | None = None):
         self.invokes = invokes or {}
+        self.extra_outputs = extra_outputs
 
     def new_resource(self, args: mocks.MockResourceArgs):
-        return (args.resource_id or f"{args.name}-id"), dict(args.inputs)
+        outputs = dict(args.inputs)
+        if self.extra_outputs:
+            outputs.update(self.extra_outputs(args))
+        return (args.resource_id or f"{args.name}-id"), outputs
 
     def call(self, args: mocks.MockCallArgs):
         answer = self.invokes.get(args.token)
@@ -121,6 +128,8 @@ class EchoMocks(mocks.Mocks):
 # they are shown as <placeholder> tokens, as the plan shows runtime-discovered values.
 OFFLINE_INVOKES: dict[str, Callable[[dict], dict]] = {
     "gcp:organizations/getProject:getProject": lambda args: {"projectId": args.get("projectId"), "number": "<project-number>"},
+    "gcp:container/getCluster:getCluster": lambda args: {"name": args.get("name"), "endpoint": "<endpoint>",
+                                                         "masterAuths": [{"clusterCaCertificate": "<cluster-ca>"}]},
 }
 
 
@@ -154,10 +163,11 @@ def stack_config(values: dict[str, Any], defaults: dict[str, Any] | None = None)
 
 
 def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[[dict], dict]] | None = None,
-                monitor: RecordingMonitor | None = None) -> ProgramRun:
+                monitor: RecordingMonitor | None = None, preview: bool = True) -> ProgramRun:
     """Run `__main__.py` under mocks with `config` (full keys, string values).
 
-    Pass your own `monitor` to inspect what was registered even when the run fails.
+    Pass your own `monitor` to inspect what was registered even when the run fails;
+    `preview=False` simulates an `up`, where resources' outputs are known.
     """
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -167,8 +177,17 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
     # left behind must not leak into the next.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    # The mock monitor runs in executor threads and needs an event loop in each; give
+    # them loops we can close, or their finalizers print errors after the run.
+    thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def thread_loop() -> None:
+        thread_loops.append(asyncio.new_event_loop())
+        asyncio.set_event_loop(thread_loops[-1])
+
+    loop.set_default_executor(ThreadPoolExecutor(initializer=thread_loop))
     runtime_settings.reset_options()
-    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
     runtime_config.set_all_config(dict(config))
     outputs: dict[str, Any] = {}
 
@@ -191,6 +210,9 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
         for task in asyncio.all_tasks(loop):
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        for worker_loop in thread_loops:
+            worker_loop.close()
         loop.close()
         asyncio.set_event_loop(None)
     return ProgramRun(monitor.registrations, outputs)

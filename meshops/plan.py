@@ -23,6 +23,9 @@ _ROLE_BY_TYPE = {
     "gke-mesh:fleet:Membership": "membership",
     "gcp:container/cluster:Cluster": "cluster",
     "gcp:container/nodePool:NodePool": "node-pool",
+    "pulumi:providers:kubernetes": "kubernetes-provider",
+    "kubernetes:core/v1:NamespacePatch": "mesh-namespace",
+    "gke-mesh:migration:MigrationChain": "migration",
 }
 _CLUSTER_COMPONENT = "gke-mesh:platform:ClusterMesh"
 

@@ -34,8 +34,11 @@ def minimal_config(**overrides: Any) -> dict[str, Any]:
     return values
 
 
-def run(values: dict[str, Any], stack: str = "test", invokes=None) -> ProgramRun:
-    return run_program(stack_config(values), stack, invokes)
+def run(values: dict[str, Any], stack: str = "test", invokes=None, preview: bool = True, extra_outputs=None) -> ProgramRun:
+    from meshops.offline import EchoMocks, RecordingMonitor
+
+    monitor = RecordingMonitor(EchoMocks(extra_outputs=extra_outputs))
+    return run_program(stack_config(values), stack, invokes, monitor=monitor, preview=preview)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components.settings import ConfigError
@@ -22,10 +24,12 @@ def graph(values, **kwargs) -> Graph:
 
 
 # Hand-counted from each stack file: APIs = projects x (4 required + extras).
+# Commands per cluster: 12 migration steps + release-channel. dev labels 2 meshNamespaces.
 EXPECTED_COUNTS = {
-    "Pulumi.dev.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 1, FEATURE_MEMBERSHIP: 1},
-    "Pulumi.staging.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 2, FEATURE_MEMBERSHIP: 2},
-    "Pulumi.prod.yaml": {SERVICE: 15, FEATURE: 1, COMMAND: 2, FEATURE_MEMBERSHIP: 2},
+    "Pulumi.dev.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 13, FEATURE_MEMBERSHIP: 1,
+                        "pulumi:providers:kubernetes": 1, "kubernetes:core/v1:NamespacePatch": 2},
+    "Pulumi.staging.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 26, FEATURE_MEMBERSHIP: 2},
+    "Pulumi.prod.yaml": {SERVICE: 15, FEATURE: 1, COMMAND: 26, FEATURE_MEMBERSHIP: 2},
 }
 
 
@@ -98,7 +102,7 @@ def test_release_channel_is_declared_with_the_target_in_its_inputs():
 def test_release_channel_waits_for_container_api_in_the_cluster_project():
     values = minimal_config(**{"gke-mesh:clusters": [{"name": "c1", "location": "europe-west4", "project": "cluster-project-1"}]})
     g = graph(values)
-    assert g.api("cluster-project-1", "container.googleapis.com").urn in g.named("c1-release-channel").dependencies
+    assert g.api("cluster-project-1", "container.googleapis.com").urn in g.ancestors(g.named("c1-release-channel"))
     assert g.named("c1-mesh-management").inputs["project"] == "my-project-123456", "the membership lives in the fleet project"
 
 
@@ -132,13 +136,29 @@ def test_clusters_share_only_apis_and_feature():
     assert shared_types <= {SERVICE, FEATURE}
 
 
-def test_stack_outputs():
-    outputs = run(minimal_config(**{"gke-mesh:clusters": [{"name": "dev-cluster-1", "location": "asia-northeast1-a", "membership": "dev-m"}]})).outputs
+def verify_stdout(args):
+    if args.name.endswith("-verify"):
+        return {"stdout": json.dumps({"control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE", "revision": "asm-managed",
+                                      "implementation": "ISTIOD", "proxy_images": {"proxyv2:1.20.8-asm.33": 4}, "verified": True})}
+    return {}
+
+
+def test_stack_outputs_carry_the_verify_result():
+    values = minimal_config(**{"gke-mesh:clusters": [{"name": "dev-cluster-1", "location": "asia-northeast1-a", "membership": "dev-m"}]})
+    outputs = run(values, preview=False, extra_outputs=verify_stdout).outputs
     assert outputs == {
         "release_channel": "regular",
         "clusters": {"dev-cluster-1": {"project": "my-project-123456", "location": "asia-northeast1-a", "membership": "dev-m",
-                                       "membership_location": "asia-northeast1", "release_channel": "regular"}},
+                                       "membership_location": "asia-northeast1", "release_channel": "regular",
+                                       "control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE", "revision": "asm-managed",
+                                       "implementation": "ISTIOD", "proxy_images": {"proxyv2:1.20.8-asm.33": 4}, "verified": True}},
     }
+
+
+def test_outputs_are_unverified_until_verify_has_run():
+    cluster = run(minimal_config(), preview=False).outputs["clusters"]["dev-cluster-1"]
+    assert cluster["verified"] is False and cluster["control_plane_state"] == "UNKNOWN"
+    assert run(minimal_config()).outputs["clusters"]["dev-cluster-1"] == "<unknown>", "a preview cannot know the result"
 
 
 def membership_answer(link):
@@ -156,7 +176,7 @@ def test_membership_pointing_at_another_cluster_is_refused_naming_both():
 
 def test_membership_pointing_at_this_cluster_is_accepted():
     this = "//container.googleapis.com/projects/my-project-123456/locations/asia-northeast1/clusters/dev-cluster-1"
-    assert run(minimal_config(), invokes=membership_answer(this)).outputs["clusters"]["dev-cluster-1"]["membership"] == "dev-cluster-1"
+    assert run(minimal_config(), invokes=membership_answer(this), preview=False).outputs["clusters"]["dev-cluster-1"]["membership"] == "dev-cluster-1"
 
 
 def test_bad_config_registers_nothing():

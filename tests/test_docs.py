@@ -58,7 +58,7 @@ def test_cluster_defaults_in_readme_match_the_dataclass():
 
 def test_outputs_table_matches_the_program_outputs():
     documented = set(table_after("## Outputs"))
-    outputs = run(minimal_config()).outputs
+    outputs = run(minimal_config(), preview=False).outputs
     actual = set(outputs) | {f"clusters.<name>.{k}" for k in outputs["clusters"]["dev-cluster-1"]}
     assert documented == actual
 

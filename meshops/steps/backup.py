@@ -20,7 +20,7 @@ OPTIONS = ("stack", "backup_uri")
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     return [gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"),
-            k.get("<plural>.<group> (each *.istio.io kind)", all_namespaces=True), k.get("namespaces"),
+            k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"),
             k.get("configmaps", namespace="istio-system"), *BackupStore(inp.backup_location(), print).plan_commands()]
 
 

@@ -37,16 +37,16 @@ def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     found = [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
              k.get("customresourcedefinitions"), k.get("mutatingwebhookconfigurations"), k.get("validatingwebhookconfigurations"),
-             k.delete("mutatingwebhookconfigurations", ["<istio webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio webhook>"]),
+             k.delete("mutatingwebhookconfigurations", ["<istio-webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio-webhook>"]),
              k.get(CPR, namespace="istio-system"), k.delete(CPR, ["<revision>"], "istio-system"),
              k.get(DPC, all_namespaces=True), k.delete_all(DPC),
              k.get("namespaces"), k.delete("namespaces", list(MESH_NAMESPACES)),
              k.get("deployments,daemonsets,configmaps", namespace="kube-system"),
              k.delete("deployment", ["mdp-controller"], "kube-system"), k.delete("daemonset", ["istio-cni-node"], "kube-system"),
              k.delete("configmap", ["istio-cni-plugin-config"], "kube-system"),
-             k.get("clusterroles,clusterrolebindings"), k.delete("clusterroles", ["<istio role>"])]
+             k.get("clusterroles,clusterrolebindings"), k.delete("clusterroles", ["<istio-clusterrole>"])]
     if inp.options.purge_crds:
-        found.append(k.delete("customresourcedefinitions", ["<*.istio.io and mesh CRDs>"]))
+        found.append(k.delete("customresourcedefinitions", ["<mesh-crd>"]))
     return found
 
 

@@ -27,7 +27,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     return [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
             k.get("customresourcedefinitions"), k.get("namespaces"), k.apply("<restore-manifest>"),
-            k.get("<plural>.<group> (each backed-up kind)", all_namespaces=True)]
+            k.get("<backed-up-resource>", all_namespaces=True)]
 
 
 def carried_configmaps(backup: Backup, from_revision: str, to_revision: str) -> list[dict]:
