@@ -68,9 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # The Pulumi SDK's mock monitor leaves an event loop in each worker thread; their
-    # finalizers print noise at interpreter exit, so leave without running them.
-    os._exit(code)
+    sys.exit(main())

@@ -71,3 +71,26 @@ def test_timeout_is_reported_not_hung(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     with pytest.raises(StepFailed, match="did not finish within 1s"):
         run(["slowcli"], timeout=1)
+
+
+def test_decision_steps_refuse_to_run_without_a_decision(tmp_path):
+    done = step("purge", CTX.environment(), "/usr/bin:/bin")
+    assert done.returncode == 1 and "GKE_MESH_DECISION is missing" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_preflight_prints_only_its_decision_on_stdout(monkeypatch, capsys, tmp_path):
+    import json
+
+    from meshops import __main__ as cli
+    from tests.fake_world import FakeWorld, seed_field_report
+
+    world = FakeWorld()
+    seed_field_report(world)
+    monkeypatch.setattr(cli, "Tools", world.tools)
+    for key, value in CTX.environment().items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["preflight"]) == 0
+    out = capsys.readouterr().out
+    decision = json.loads(out)
+    assert decision["action"] == "migrate" and decision["from_revision"] == "asm-managed-rapid"
+    assert out.count("\n") == 1, "stdout is the decision alone: later steps read it from Pulumi state"

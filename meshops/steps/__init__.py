@@ -11,8 +11,7 @@ from meshops.context import Options, StepContext
 
 from meshops.steps import (
     backup,
-    disable_management,
-    enable_management,
+    mesh_management,
     preflight,
     purge,
     reinject,
@@ -28,16 +27,16 @@ from meshops.steps import (
 CHAIN_BEFORE_CHANNEL = ("preflight", "backup", "relax-security", "disable-management", "uninject", "purge")
 CHAIN_AFTER_CHANNEL = ("reregister-membership", "enable-management", "wait-ready", "reinject", "restore", "verify")
 
-STEPS: dict[str, ModuleType] = {
+STEPS: dict[str, ModuleType | mesh_management.ManagementStep] = {
     "preflight": preflight,
     "backup": backup,
     "relax-security": relax_security,
-    "disable-management": disable_management,
+    "disable-management": mesh_management.disable,
     "uninject": uninject,
     "purge": purge,
     "release-channel": release_channel,
     "reregister-membership": reregister_membership,
-    "enable-management": enable_management,
+    "enable-management": mesh_management.enable,
     "wait-ready": wait_ready,
     "reinject": reinject,
     "restore": restore,

@@ -1,0 +1,37 @@
+"""Switch one membership's mesh management: `disable-management` sets manual before the
+purge, `enable-management` sets automatic after the channel change (provisioning then
+starts on the channel the cluster has). Only this membership is touched: never
+`fleet mesh disable`, which is fleet-wide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meshops import gcloud
+from meshops.context import StepInput
+from meshops.process import Tools
+from meshops.steps.common import skipped
+
+
+class ManagementStep:
+    """A step module's interface (NEEDS_DECISION, OPTIONS, commands, run) for one mode."""
+
+    NEEDS_DECISION = True
+    OPTIONS: tuple[str, ...] = ()
+
+    def __init__(self, name: str, management: str):
+        self.name, self.management = name, management
+
+    def commands(self, inp: StepInput) -> list[list[str]]:
+        return [gcloud.set_mesh_management(inp.ctx, inp.ctx.membership, self.management)]
+
+    def run(self, inp: StepInput, tools: Tools) -> dict[str, Any]:
+        if (result := skipped(inp)) is not None:
+            return result
+        tools.runner(gcloud.set_mesh_management(inp.ctx, inp.decision.membership, self.management))
+        tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} is MANAGEMENT_{self.management.upper()}")
+        return {"cluster": inp.ctx.cluster, "management": self.management}
+
+
+disable = ManagementStep("disable-management", "manual")
+enable = ManagementStep("enable-management", "automatic")
