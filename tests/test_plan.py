@@ -121,3 +121,17 @@ def test_missing_file_and_unknown_stack_name_are_clear(tmp_path):
 def test_bad_arguments_exit_2_with_one_line():
     done = plan("--config", "Pulumi.dev.yaml", "--format", "xml")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "invalid choice" in done.stderr
+
+
+def test_plan_shows_each_clusters_chain_in_order():
+    from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL
+
+    chain = (*CHAIN_BEFORE_CHANNEL, "release-channel", *CHAIN_AFTER_CHANNEL)
+    document = json.loads(plan("--config", "Pulumi.staging.yaml").stdout)
+    by_urn = {r["urn"]: r for r in document["resources"]}
+    for cluster in ("staging-tokyo", "staging-osaka"):
+        steps = {r["step"]: r for r in document["resources"] if r["cluster"] == cluster and r["step"] in chain}
+        assert list(steps) == list(chain), "dependencies first: the plan lists the chain in its order"
+        for before, after in zip(chain, chain[1:]):
+            assert steps[before]["urn"] in steps[after]["dependsOn"]
+        assert all(by_urn[u]["cluster"] in (cluster, None) for s in steps.values() for u in s["dependsOn"])
