@@ -1,8 +1,10 @@
 # The two commands a newcomer needs: `make plan STACK=dev` and `make test`.
+# make plan STACK=dev FORMAT=markdown|mermaid|json [BASE=origin/main]
 PYTHON ?= python3
 VENV   := venv
 STACK  ?= dev
 FORMAT ?= json
+BASE   ?=
 READY  := $(VENV)/.requirements-installed
 
 .PHONY: plan test clean
@@ -13,7 +15,7 @@ $(READY): requirements.txt requirements-dev.txt
 	touch $@
 
 plan: $(READY)
-	@$(VENV)/bin/python -m meshops plan --config Pulumi.$(STACK).yaml --format $(FORMAT)
+	@$(VENV)/bin/python -m meshops plan --config Pulumi.$(STACK).yaml --format $(FORMAT) $(if $(BASE),--base $(BASE))
 
 test: $(READY)
 	$(VENV)/bin/python -m pytest

@@ -24,7 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="print a stack's resource graph offline (no cloud, no Pulumi CLI)")
     plan.add_argument("--config", required=True, type=Path, help="stack file, e.g. Pulumi.dev.yaml")
     plan.add_argument("--stack", help="stack name (default: from the file name)")
-    plan.add_argument("--format", default="json", choices=["json"], help="output format")
+    plan.add_argument("--format", default="json", choices=["json", "markdown", "mermaid"], help="output format")
+    base = plan.add_mutually_exclusive_group()
+    base.add_argument("--base", metavar="GIT_REF", help="mark each resource's change against the stack file and program at this ref")
+    base.add_argument("--base-config", metavar="PATH", type=Path, help="mark changes against another stack file, same program")
     for name in STEPS:
         sub.add_parser(name, help=f"run the {name} step (normally run by `pulumi up`)")
     return parser
@@ -32,15 +35,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(args: argparse.Namespace) -> int:
     from components.settings import ConfigError
+    from meshops import render_markdown, render_mermaid
+    from meshops.base import BaseError, plan_at_ref
+    from meshops.diff import annotate
     from meshops.offline import SecureValueError
-    from meshops.plan import PlanError, build_plan, render_json
+    from meshops.plan import PlanError, build_plan, render_json, stack_name
 
     try:
         document = build_plan(args.config, args.stack)
-    except (ConfigError, PlanError, SecureValueError) as error:
+        label = None
+        if args.base:
+            document, label = annotate(plan_at_ref(args.base, args.config, stack_name(args.config, args.stack)), document), args.base
+        elif args.base_config:
+            document, label = annotate(build_plan(args.base_config, document["stack"]), document), str(args.base_config)
+    except (ConfigError, PlanError, SecureValueError, BaseError) as error:
         print(f"meshops plan: {error}", file=sys.stderr)
         return 2
-    sys.stdout.write(render_json(document))
+    if args.format == "markdown":
+        sys.stdout.write(render_markdown.render(document, label))
+    elif args.format == "mermaid":
+        sys.stdout.write(render_mermaid.render(document))
+    else:
+        sys.stdout.write(render_json(document))
     return 0
 
 

@@ -25,7 +25,6 @@ _ROLE_BY_TYPE = {
     "gcp:container/nodePool:NodePool": "node-pool",
     "pulumi:providers:kubernetes": "kubernetes-provider",
     "kubernetes:core/v1:NamespacePatch": "mesh-namespace",
-    "gke-mesh:migration:MigrationChain": "migration",
 }
 _CLUSTER_COMPONENT = "gke-mesh:platform:ClusterMesh"
 

@@ -13,6 +13,8 @@ from meshops.kube import PLAN_KUBE, cluster_access
 from meshops.process import StepFailed, Tools
 from meshops.steps.common import skipped
 
+SUMMARY = 'Backs up every *.istio.io object, namespace injection labels and the istio-<revision> config maps; reads the backup back and verifies counts and sha256.'
+STOPS = 'a backup that does not verify'
 NEEDS_DECISION = True
 OPTIONS = ("stack", "backup_uri")
 

@@ -19,8 +19,10 @@ class ManagementStep:
     NEEDS_DECISION = True
     OPTIONS: tuple[str, ...] = ()
 
-    def __init__(self, name: str, management: str):
-        self.name, self.management = name, management
+    STOPS = ""
+
+    def __init__(self, name: str, management: str, summary: str):
+        self.name, self.management, self.SUMMARY = name, management, summary
 
     def commands(self, inp: StepInput) -> list[list[str]]:
         return [gcloud.set_mesh_management(inp.ctx, inp.ctx.membership, self.management)]
@@ -33,5 +35,7 @@ class ManagementStep:
         return {"cluster": inp.ctx.cluster, "management": self.management}
 
 
-disable = ManagementStep("disable-management", "manual")
-enable = ManagementStep("enable-management", "automatic")
+disable = ManagementStep("disable-management", "manual",
+                         "Switches this membership's mesh management to manual (never the fleet-wide `mesh disable`).")
+enable = ManagementStep("enable-management", "automatic",
+                        "Switches this membership's mesh management back to automatic: provisioning starts on the cluster's new channel.")

@@ -16,6 +16,8 @@ from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.release_channel import current_channel
 
+SUMMARY = 'Checks the membership registers this cluster, reads the cluster channel, the fleet state and the ControlPlaneRevisions, and decides migrate or skip.'
+STOPS = 'a membership that registers another cluster; a MODERNIZATION_* condition'
 NEEDS_DECISION = False
 OPTIONS: tuple[str, ...] = ()
 CPR = "controlplanerevisions.mesh.cloud.google.com"

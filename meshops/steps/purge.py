@@ -19,6 +19,8 @@ from meshops.objects import MESH_GROUP, kind_of_crd, mesh_crds
 from meshops.process import Runner, StepFailed, Tools
 from meshops.steps.common import skipped
 
+SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
+STOPS = 'no verified backup; objects still coming back after 5 rounds'
 NEEDS_DECISION = True
 OPTIONS = ("stack", "backup_uri", "purge_crds")
 RECHECK_SECONDS = 30

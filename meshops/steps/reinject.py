@@ -14,6 +14,8 @@ from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import Tools
 from meshops.steps.common import skipped
 
+SUMMARY = 'Relabels namespaces (istio.io/rev=asm-managed* becomes istio-injection=enabled) and restarts their workloads onto the new proxy.'
+STOPS = ''
 NEEDS_DECISION = True
 OPTIONS = ("stack", "backup_uri", "restart_workloads")
 

@@ -14,6 +14,8 @@ from meshops.objects import istio_kinds
 from meshops.process import Tools
 from meshops.steps.common import skipped
 
+SUMMARY = 'Turns STRICT PeerAuthentications PERMISSIVE (and removes AuthorizationPolicies only if asked) so traffic flows while sidecars go away.'
+STOPS = 'no verified backup'
 NEEDS_DECISION = True
 OPTIONS = ("stack", "backup_uri", "relax_security", "remove_authorization_policies")
 PEER_AUTHENTICATION = "peerauthentications.security.istio.io"

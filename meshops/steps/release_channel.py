@@ -12,6 +12,8 @@ from meshops import gcloud
 from meshops.context import StepInput
 from meshops.process import StepFailed, Tools, run_json
 
+SUMMARY = "Changes the cluster's GKE release channel when it differs from the target."
+STOPS = ''
 NEEDS_DECISION = False
 OPTIONS: tuple[str, ...] = ()
 

@@ -16,6 +16,8 @@ from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import skipped
 from meshops.steps.preflight import resolve_membership
 
+SUMMARY = 'Deletes and re-registers the fleet membership under its configured name.'
+STOPS = 'the new membership not pointing at this cluster'
 NEEDS_DECISION = True
 OPTIONS: tuple[str, ...] = ()
 

@@ -19,6 +19,8 @@ from meshops.objects import ARCHIVE_ONLY_GROUPS, digest, istio_kinds
 from meshops.process import StepFailed, Tools
 from meshops.steps.common import skipped
 
+SUMMARY = "Server-side applies every backed-up object (STRICT mTLS and removed policies included) and checks each one's digest against the manifest."
+STOPS = 'kinds no longer served; an object missing or different from the backup'
 NEEDS_DECISION = True
 OPTIONS = ("stack", "backup_uri")
 

@@ -12,6 +12,8 @@ from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import Tools
 from meshops.steps.common import skipped
 
+SUMMARY = 'Removes namespace injection labels and rollout-restarts injected workloads.'
+STOPS = ''
 NEEDS_DECISION = True
 OPTIONS = ("restart_workloads",)
 

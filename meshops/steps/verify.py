@@ -16,6 +16,8 @@ from meshops.kube import PLAN_KUBE, cluster_access
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.wait_ready import delays
 
+SUMMARY = 'Proves the control plane ACTIVE on the target revision, every injected pod on it and the data plane ACTIVE; counts pods per proxy image.'
+STOPS = 'any of these not true'
 NEEDS_DECISION = True
 OPTIONS: tuple[str, ...] = ()
 DATA_PLANE_WAIT = 300

@@ -15,6 +15,8 @@ from meshops.fleet_state import MeshState, mesh_state
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import skipped
 
+SUMMARY = 'Polls the fleet (5 s growing to 30 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
+STOPS = 'STALLED / FAILED_PRECONDITION / known error codes, each with its cause and fixing command (REVISION_STALLED with connectgateway off: gcloud services enable connectgateway.googleapis.com); the wait timeout'
 NEEDS_DECISION = True
 OPTIONS = ("wait_timeout_seconds",)
 FIRST_DELAY, MAX_DELAY, GROWTH = 5.0, 30.0, 1.5
