@@ -1,0 +1,178 @@
+"""Pull-request review: the markdown runbook, the mermaid graph, `--base`, and the CI
+workflows. Golden files change only deliberately: `UPDATE_GOLDEN=1 make test`, then
+read the diff before committing it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from meshops import render_markdown, render_mermaid
+from meshops.diff import annotate, summary
+from meshops.plan import build_plan
+from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL
+from tests.conftest import ROOT, STACK_FILES
+
+GOLDEN = ROOT / "tests" / "golden"
+CHAIN = (*CHAIN_BEFORE_CHANNEL, "release-channel", *CHAIN_AFTER_CHANNEL)
+BIN = Path(sys.executable).parent
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"{name} missing: run UPDATE_GOLDEN=1 make test and review it"
+    assert text == path.read_text(), f"{name} differs from the golden file; if intended: UPDATE_GOLDEN=1 make test, review the diff"
+
+
+def stack_file(tmp_path: Path, name: str, edit) -> Path:
+    values = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    edit(values["config"])
+    path = tmp_path / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=lambda p: p.name)
+def test_golden_markdown_and_mermaid(path):
+    plan = build_plan(path)
+    stack = plan["stack"]
+    check_golden(f"{stack}.md", render_markdown.render(plan))
+    check_golden(f"{stack}.mmd", render_mermaid.render(plan))
+
+
+def rapid_to_regular(tmp_path) -> dict:
+    base = stack_file(tmp_path, "dev", lambda c: c.update({"gke-mesh:releaseChannel": "rapid"}))
+    return annotate(build_plan(base, "dev"), build_plan(ROOT / "Pulumi.dev.yaml"))
+
+
+def test_golden_rapid_to_regular_runbook_is_in_the_readme(tmp_path):
+    text = render_markdown.render(rapid_to_regular(tmp_path), "Pulumi.dev.yaml with releaseChannel: rapid")
+    check_golden("dev-rapid-to-regular.md", text)
+    assert text in (ROOT / "README.md").read_text(), "README's rapid -> regular example is stale"
+
+
+def test_readme_shows_the_dev_graph():
+    assert (GOLDEN / "dev.mmd").read_text() in (ROOT / "README.md").read_text()
+
+
+def test_channel_change_marks_the_whole_chain_and_nothing_else(tmp_path):
+    plan = rapid_to_regular(tmp_path)
+    changed = {(r["step"], r["change"]) for r in plan["resources"] if r["change"] != "none"}
+    assert changed == {(step, "update" if step == "release-channel" else "replace") for step in CHAIN}
+
+
+def test_unrelated_edit_changes_only_what_it_touches(tmp_path):
+    base = stack_file(tmp_path, "dev", lambda c: None)
+    new = stack_file(tmp_path, "new", lambda c: c.update({"gke-mesh:apis": ["monitoring.googleapis.com"]}))
+    plan = annotate(build_plan(base, "dev"), build_plan(new, "dev"))
+    changed = [(r["step"], r["change"]) for r in plan["resources"] if r["change"] != "none"]
+    assert changed == [("api:monitoring.googleapis.com", "create")]
+
+
+def test_option_edit_reruns_only_the_steps_that_read_it(tmp_path):
+    base = stack_file(tmp_path, "dev", lambda c: None)
+    new = stack_file(tmp_path, "new", lambda c: c.update({"gke-mesh:migration": {"waitTimeout": "45m"}}))
+    plan = annotate(build_plan(base, "dev"), build_plan(new, "dev"))
+    assert [(r["step"], r["change"]) for r in plan["resources"] if r["change"] != "none"] == [("wait-ready", "update")]
+
+
+def test_new_cluster_is_all_creates(tmp_path):
+    base = stack_file(tmp_path, "dev", lambda c: None)
+    new = stack_file(tmp_path, "new", lambda c: c["gke-mesh:clusters"].append({"name": "dev-cluster-2", "location": "asia-northeast1"}))
+    plan = annotate(build_plan(base, "dev"), build_plan(new, "dev"))
+    changes = {r["change"] for r in plan["resources"] if r["cluster"] == "dev-cluster-2"}
+    assert changes == {"create"}
+    assert {r["change"] for r in plan["resources"] if r["cluster"] != "dev-cluster-2"} == {"none"}
+
+
+def test_removed_cluster_is_all_deletes(tmp_path):
+    base = stack_file(tmp_path, "dev", lambda c: c["gke-mesh:clusters"].append({"name": "dev-cluster-2", "location": "asia-northeast1"}))
+    new = stack_file(tmp_path, "new", lambda c: None)
+    plan = annotate(build_plan(base, "dev"), build_plan(new, "dev"))
+    gone = [r for r in plan["resources"] if r["cluster"] == "dev-cluster-2"]
+    assert gone and {r["change"] for r in gone} == {"delete"}
+    assert summary(plan)["delete"] == len(gone) and summary(plan)["replace"] == summary(plan)["update"] == 0
+    assert "## Removed from the stack" in render_markdown.render(plan, "base")
+
+
+def test_base_git_ref_compares_file_and_program(tmp_path):
+    """A throwaway repository: commit the dev stack on rapid, move it to regular, plan --base HEAD."""
+    repo = tmp_path / "repo"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    stack = repo / "Pulumi.dev.yaml"
+    stack.write_text(stack.read_text().replace("releaseChannel: regular", "releaseChannel: rapid"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "rapid"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    stack.write_text(stack.read_text().replace("releaseChannel: rapid", "releaseChannel: regular"))
+    done = subprocess.run([sys.executable, "-m", "meshops", "plan", "--config", "Pulumi.dev.yaml", "--base", "HEAD"],
+                          cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    changed = {(r["step"], r["change"]) for r in json.loads(done.stdout)["resources"] if r["change"] != "none"}
+    assert changed == {(step, "update" if step == "release-channel" else "replace") for step in CHAIN}
+
+
+def test_mermaid_stays_readable_at_ten_clusters(tmp_path):
+    many = stack_file(tmp_path, "many", lambda c: c.update({"gke-mesh:clusters": [
+        {"name": f"c{i}", "location": "asia-northeast1"} for i in range(10)]}))
+    text = render_mermaid.render(build_plan(many, "many"))
+    nodes = [line for line in text.splitlines() if line.strip().startswith("n") and "[" in line]
+    edges = [line for line in text.splitlines() if "-->" in line]
+    assert text.count("subgraph c") == 10
+    assert len(nodes) == len({line.split("[")[0].strip() for line in nodes}), "node ids are unique"
+    defined = {line.split("[")[0].strip() for line in nodes}
+    assert all(set(e.split(" --> ")[0].split() + e.split(" --> ")[1].split()) <= defined for e in edges)
+    assert len(edges) <= 17 * 10 + 2, f"{len(edges)} edges: too many to read"
+
+
+def test_markdown_escapes_table_text():
+    plan = build_plan(ROOT / "Pulumi.dev.yaml")
+    text = render_markdown.render(plan)
+    table_rows = [line for line in text.splitlines() if line.startswith("| ") and "`backup`" in line]
+    assert table_rows and "&lt;revision&gt;" in table_rows[0] and "\\*.istio.io" in table_rows[0]
+
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+
+def test_workflows_match_the_github_schema():
+    done = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_zizmor_finds_nothing_above_low():
+    done = subprocess.run([str(BIN / "zizmor"), "--offline", "--config", str(ROOT / ".github" / "zizmor.yml"), "--format", "json",
+                           "--min-severity", "medium", str(ROOT / ".github" / "workflows")], capture_output=True, text=True, timeout=120)
+    findings = json.loads(done.stdout or "[]")
+    assert findings == [], [f["ident"] for f in findings]
+
+
+def test_workflows_follow_the_promotion_order_and_least_privilege():
+    deploy = yaml.safe_load((ROOT / ".github/workflows/deploy.yml").read_text())
+    jobs = deploy["jobs"]
+    assert (jobs["dev"]["needs"], jobs["staging"]["needs"], jobs["prod"]["needs"]) == ("test", "dev", "staging")
+    for workflow in WORKFLOWS:
+        document = yaml.safe_load(workflow.read_text())
+        assert document["permissions"] == {}, f"{workflow.name}: top-level permissions must be empty"
+        text = workflow.read_text()
+        assert "credentials_json" not in text, "Workload Identity Federation only, never a JSON key"
+        for line in text.splitlines():
+            if "uses:" in line and "@" in line and "./" not in line:
+                ref = line.split("@", 1)[1].split()[0]
+                assert len(ref) == 40 or "#" in line, f"{workflow.name}: {line.strip()} is neither SHA-pinned nor commented"
+    up = yaml.safe_load((ROOT / ".github/workflows/pulumi-up.yml").read_text())["jobs"]["up"]
+    assert up["environment"] == "${{ inputs.stack }}"
