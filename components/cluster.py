@@ -13,7 +13,7 @@ class ManagedCluster(pulumi.ComponentResource):
 
     Workload Identity on cluster and nodes, fleet registration in the fleet host
     project and the `mesh_id` label are what managed CSM requires. The cluster is
-    `protect`ed: nothing in this program may replace or delete it. Its release channel
+    `protect`ed, and so is its node pool: nothing in this program may replace or delete them. Its release channel
     is set here only at creation; later changes go through the `release-channel` step,
     which the migration orders after the purge, so `releaseChannel` is ignored here.
     """
@@ -50,6 +50,7 @@ class ManagedCluster(pulumi.ComponentResource):
                 workload_metadata_config=container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
                 oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            # Deleting the pool would take every workload down with it.
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
         self.register_outputs({"cluster": self.cluster.id, "node_pool": self.node_pool.id})

@@ -49,11 +49,16 @@ class MigrationChain(pulumi.ComponentResource):
         environment: dict[str, pulumi.Input[str]] = dict(environment_for(step, self.ctx, self.options))
         if STEPS[step].NEEDS_DECISION:
             environment[DECISION_KEY] = self.steps["preflight"].stdout
+        # Steps whose output names cluster objects keep it out of the logs (progress lines
+        # on stderr are summaries) and store it encrypted in state.
+        cluster_data = STEPS[step].CLUSTER_DATA
         self.steps[step] = command.local.Command(
             f"{self.ctx.cluster}-{step}",
             create=command_line(step),
             environment=environment,
             triggers=[self.ctx.channel],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            logging=command.local.Logging.STDERR if cluster_data else None,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on,
+                                        additional_secret_outputs=["stdout", "stderr"] if cluster_data else None),
         )
         return self.steps[step]

@@ -95,7 +95,7 @@ def step_context(cluster: Cluster, settings: Settings) -> StepContext:
 
 def step_options(settings: Settings) -> Options:
     m = settings.migration
-    return Options(stack=pulumi.get_stack(), backup_uri=m.backup_uri, relax_security=m.relax_security,
+    return Options(stack=settings.stack, backup_uri=m.backup_uri, relax_security=m.relax_security,
                    remove_authorization_policies=m.remove_authorization_policies, restart_workloads=m.restart_workloads,
                    purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds)
 

@@ -47,6 +47,7 @@ _NAMESPACE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _MACHINE_TYPE_RE = re.compile(r"[a-z][a-z0-9-]{1,62}")
 _BUCKET_URI_RE = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](?:/[A-Za-z0-9._-]+)*/?")
 _RELATIVE_PATH_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]*(?:/[A-Za-z0-9._-]+)*/?")
+_STACK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _DURATION_RE = re.compile(r"([0-9]{1,6})(s|m|h)")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 _MIN_WAIT, _MAX_WAIT = 60, 4 * 3600
@@ -103,6 +104,7 @@ class Settings:
     apis: tuple[str, ...] = REQUIRED_APIS
     mesh_feature: str = "adopt"
     migration: Migration = field(default_factory=Migration)
+    stack: str = "stack"
 
     @property
     def projects(self) -> tuple[str, ...]:
@@ -223,9 +225,11 @@ def _duration(key: str, value: Any) -> int:
 
 
 def _backup_uri(key: str, value: Any) -> str:
-    rule = "a gs://bucket/prefix URI or a relative folder of letters, digits, '.', '_', '-' and '/' (no '..')"
+    rule = "a gs://bucket/prefix URI or a relative folder of letters, digits, '.', '_', '-' and '/' (no '..'), at most 200 characters"
     if not isinstance(value, str):
         raise ConfigError(f"{key}: expected {rule}, got {_type_name(value)} {show(value)}")
+    if len(value) > 200:
+        raise _fail(key, value, rule)
     if value.startswith("gs://"):
         return _string(key, value, _BUCKET_URI_RE, rule)
     if value.startswith("/"):
@@ -357,8 +361,17 @@ TOP_KEYS = ("releaseChannel", "clusters", "apis", "meshFeature", "migration")
 KNOWN_KEYS = tuple(f"{NAMESPACE}:{k}" for k in TOP_KEYS)
 
 
-def parse_settings(raw: Mapping[str, Any]) -> Settings:
+def parse_stack(value: Any) -> str:
+    """The stack name names backup folders, so it must be a plain path segment."""
+    if not isinstance(value, str) or not _STACK_RE.fullmatch(value) or ".." in value:
+        raise ConfigError(f"stack name: {show(value)} is not allowed; expected 1-100 letters, digits, '_', '.', '-', "
+                          "starting with a letter or digit, without '..'")
+    return value
+
+
+def parse_settings(raw: Mapping[str, Any], stack: str = "stack") -> Settings:
     """Validate the whole config map; raise `ConfigError` at the first bad value."""
+    stack = parse_stack(stack)
     for full_key in raw:
         if full_key.startswith(NAMESPACE + ":") and full_key not in KNOWN_KEYS:
             short = full_key.split(":", 1)[1]
@@ -381,6 +394,7 @@ def parse_settings(raw: Mapping[str, Any]) -> Settings:
         apis=parse_apis(f"{NAMESPACE}:apis", raw.get(f"{NAMESPACE}:apis", "[]")),
         mesh_feature=feature_mode,
         migration=parse_migration(f"{NAMESPACE}:migration", raw.get(f"{NAMESPACE}:migration", "{}")),
+        stack=stack,
     )
     return settings
 
@@ -394,4 +408,4 @@ def running_config() -> dict[str, Any]:
 
 def load_settings() -> Settings:
     """Read and validate the running stack's config."""
-    return parse_settings(running_config())
+    return parse_settings(running_config(), pulumi.get_stack())

@@ -65,12 +65,16 @@ def _step(name: str) -> int:
     step = STEPS[name]
     try:
         inp = StepInput.from_environment(os.environ, needs_decision=step.NEEDS_DECISION)
-        result = step.run(inp, Tools())
-    except (ContextError, StepFailed) as error:
+    except ContextError as error:
         print(f"meshops {name}: {error}", file=sys.stderr)
         return 1
+    try:
+        result = step.run(inp, Tools())
+    except StepFailed as error:
+        print(f"meshops {name} [{inp.ctx.cluster}]: {error}; then re-run `pulumi up`: it resumes at this step", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"meshops {name}: interrupted; re-run `pulumi up` to resume at this step", file=sys.stderr)
+        print(f"meshops {name} [{inp.ctx.cluster}]: interrupted; re-run `pulumi up`: it resumes at this step", file=sys.stderr)
         return 130
     print(result.to_json() if isinstance(result, Decision) else json.dumps(result, sort_keys=True))
     return 0

@@ -21,7 +21,7 @@ class Diagnosis:
     fix: str
 
     def line(self) -> str:
-        return f"{self.code}: {self.cause}; fix: {self.fix}, then re-run `pulumi up`"
+        return f"{self.code}: {self.cause}; fix: {self.fix}"
 
 
 def _reapply(ctx: StepContext, membership: str) -> str:

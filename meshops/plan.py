@@ -57,12 +57,14 @@ def project_defaults(project_file: Path = ROOT / "Pulumi.yaml") -> dict[str, Any
 
 
 def stack_name(path: Path, explicit: str | None) -> str:
-    if explicit:
-        return explicit
+    from components.settings import parse_stack
+
+    if explicit is not None:
+        return parse_stack(explicit)
     name = path.name
     for suffix in (".yaml", ".yml"):
         if name.startswith("Pulumi.") and name.endswith(suffix) and len(name) > len("Pulumi.") + len(suffix):
-            return name[len("Pulumi."):-len(suffix)]
+            return parse_stack(name[len("Pulumi."):-len(suffix)])
     raise PlanError(f"--config {path}: cannot tell the stack from the file name; pass --stack NAME")
 
 

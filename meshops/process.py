@@ -13,9 +13,17 @@ from typing import Any, Callable, Sequence
 DEFAULT_TIMEOUT = 300
 
 _INSTALL_HINTS = {
-    "gcloud": "install the Google Cloud CLI and run `gcloud auth login`",
-    "kubectl": "install kubectl (`gcloud components install kubectl`)",
+    "gcloud": "install the Google Cloud CLI, then `gcloud auth login`",
+    "kubectl": "install kubectl and gke-gcloud-auth-plugin (`gcloud components install kubectl gke-gcloud-auth-plugin`)",
 }
+_CAUSES = (
+    (("PERMISSION_DENIED", "403", "Forbidden", "forbidden"),
+     "the deploying identity lacks a role or RBAC permission: see README \"Least privilege\""),
+    (("active account", "auth login", "Reauthentication", "refresh token", "credentials"),
+     "authenticate: `gcloud auth login` and `gcloud auth application-default login`"),
+    (("Unable to connect", "dial tcp", "connection refused", "i/o timeout"),
+     "the cluster's API server is unreachable from here: check the network path and authorized networks"),
+)
 
 
 class StepFailed(Exception):
@@ -26,6 +34,19 @@ Runner = Callable[[Sequence[str]], str]
 """Runs an argv list and returns its stdout; raises StepFailed. Tests pass a fake."""
 
 
+def shown(argv: Sequence[str]) -> str:
+    """A command for a message: the first words, without the private kubeconfig path."""
+    words = [a for a in argv if not a.startswith("--kubeconfig=")]
+    return " ".join(words[:5]) + (" …" if len(words) > 5 else "")
+
+
+def cause_of(stderr_line: str) -> str:
+    for markers, cause in _CAUSES:
+        if any(m in stderr_line for m in markers):
+            return f"; {cause}"
+    return ""
+
+
 def run(argv: Sequence[str], timeout: int = DEFAULT_TIMEOUT) -> str:
     """Run `argv` (never through a shell) and return stdout."""
     if shutil.which(argv[0]) is None:
@@ -33,10 +54,10 @@ def run(argv: Sequence[str], timeout: int = DEFAULT_TIMEOUT) -> str:
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise StepFailed(f"`{' '.join(argv[:4])} …` did not finish within {timeout}s; check connectivity and re-run `pulumi up`") from None
+        raise StepFailed(f"`{shown(argv)}` did not finish within {timeout}s; check network access to Google Cloud and the cluster") from None
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
-        raise StepFailed(f"`{' '.join(argv[:4])} …` failed (exit {done.returncode}): {last[:300]}")
+        last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1].strip()
+        raise StepFailed(f"`{shown(argv)}` failed (exit {done.returncode}): {last[:300]}{cause_of(done.stderr)}")
     return done.stdout
 
 
@@ -46,7 +67,7 @@ def run_json(runner: Runner, argv: Sequence[str]) -> Any:
     try:
         return json.loads(out) if out.strip() else None
     except ValueError:
-        raise StepFailed(f"`{' '.join(argv[:4])} …` printed something that is not JSON: {out[:80]!r}") from None
+        raise StepFailed(f"`{shown(argv)}` printed something that is not JSON ({out[:60]!r}); check the CLI's version and output format") from None
 
 
 @dataclass

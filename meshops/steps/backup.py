@@ -16,6 +16,7 @@ from meshops.steps.common import skipped
 SUMMARY = 'Backs up every *.istio.io object, namespace injection labels and the istio-<revision> config maps; reads the backup back and verifies counts and sha256.'
 STOPS = 'a backup that does not verify'
 NEEDS_DECISION = True
+CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("stack", "backup_uri")
 
 

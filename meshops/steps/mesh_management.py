@@ -17,6 +17,7 @@ class ManagementStep:
     """A step module's interface (NEEDS_DECISION, OPTIONS, commands, run) for one mode."""
 
     NEEDS_DECISION = True
+    CLUSTER_DATA = False
     OPTIONS: tuple[str, ...] = ()
 
     STOPS = ""

@@ -18,6 +18,7 @@ from meshops.steps.release_channel import current_channel
 
 SUMMARY = 'Checks the membership registers this cluster, reads the cluster channel, the fleet state and the ControlPlaneRevisions, and decides migrate or skip.'
 STOPS = 'a membership that registers another cluster; a MODERNIZATION_* condition'
+CLUSTER_DATA = False
 NEEDS_DECISION = False
 OPTIONS: tuple[str, ...] = ()
 CPR = "controlplanerevisions.mesh.cloud.google.com"
@@ -66,7 +67,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
     modernization = [c for c in state.codes() if c.startswith("MODERNIZATION_")]
     if modernization:
         raise StepFailed(f"cluster {ctx.cluster}: {modernization[0]}: a control plane modernization is in progress; "
-                         "never de-provision during one: wait for it to finish, then re-run `pulumi up`")
+                         "never de-provision during one: wait for it to finish")
     with cluster_access(ctx, runner) as kube:
         crd_names = {c["metadata"]["name"] for c in items(runner, kube.get("customresourcedefinitions"))}
         revisions = items(runner, kube.get(CPR, namespace="istio-system")) if CPR in crd_names else []

@@ -22,6 +22,7 @@ from meshops.steps.common import skipped
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
 STOPS = 'no verified backup; objects still coming back after 5 rounds'
 NEEDS_DECISION = True
+CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("stack", "backup_uri", "purge_crds")
 RECHECK_SECONDS = 30
 MAX_ROUNDS = 5

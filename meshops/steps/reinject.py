@@ -17,6 +17,7 @@ from meshops.steps.common import skipped
 SUMMARY = 'Relabels namespaces (istio.io/rev=asm-managed* becomes istio-injection=enabled) and restarts their workloads onto the new proxy.'
 STOPS = ''
 NEEDS_DECISION = True
+CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("stack", "backup_uri", "restart_workloads")
 
 

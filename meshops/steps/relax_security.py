@@ -17,6 +17,7 @@ from meshops.steps.common import skipped
 SUMMARY = 'Turns STRICT PeerAuthentications PERMISSIVE (and removes AuthorizationPolicies only if asked) so traffic flows while sidecars go away.'
 STOPS = 'no verified backup'
 NEEDS_DECISION = True
+CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("stack", "backup_uri", "relax_security", "remove_authorization_policies")
 PEER_AUTHENTICATION = "peerauthentications.security.istio.io"
 AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"

@@ -14,6 +14,7 @@ from meshops.process import StepFailed, Tools, run_json
 
 SUMMARY = "Changes the cluster's GKE release channel when it differs from the target."
 STOPS = ''
+CLUSTER_DATA = False
 NEEDS_DECISION = False
 OPTIONS: tuple[str, ...] = ()
 

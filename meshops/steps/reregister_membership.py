@@ -18,6 +18,7 @@ from meshops.steps.preflight import resolve_membership
 
 SUMMARY = 'Deletes and re-registers the fleet membership under its configured name.'
 STOPS = 'the new membership not pointing at this cluster'
+CLUSTER_DATA = False
 NEEDS_DECISION = True
 OPTIONS: tuple[str, ...] = ()
 

@@ -22,6 +22,7 @@ from meshops.steps.common import skipped
 SUMMARY = "Server-side applies every backed-up object (STRICT mTLS and removed policies included) and checks each one's digest against the manifest."
 STOPS = 'kinds no longer served; an object missing or different from the backup'
 NEEDS_DECISION = True
+CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("stack", "backup_uri")
 
 

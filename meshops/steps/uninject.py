@@ -15,6 +15,7 @@ from meshops.steps.common import skipped
 SUMMARY = 'Removes namespace injection labels and rollout-restarts injected workloads.'
 STOPS = ''
 NEEDS_DECISION = True
+CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("restart_workloads",)
 
 

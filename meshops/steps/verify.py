@@ -18,6 +18,7 @@ from meshops.steps.wait_ready import delays
 
 SUMMARY = 'Proves the control plane ACTIVE on the target revision, every injected pod on it and the data plane ACTIVE; counts pods per proxy image.'
 STOPS = 'any of these not true'
+CLUSTER_DATA = False
 NEEDS_DECISION = True
 OPTIONS: tuple[str, ...] = ()
 DATA_PLANE_WAIT = 300

@@ -17,6 +17,7 @@ from meshops.steps.common import skipped
 
 SUMMARY = 'Polls the fleet (5 s growing to 30 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
 STOPS = 'STALLED / FAILED_PRECONDITION / known error codes, each with its cause and fixing command (REVISION_STALLED with connectgateway off: gcloud services enable connectgateway.googleapis.com); the wait timeout'
+CLUSTER_DATA = False
 NEEDS_DECISION = True
 OPTIONS = ("wait_timeout_seconds",)
 FIRST_DELAY, MAX_DELAY, GROWTH = 5.0, 30.0, 1.5
@@ -49,7 +50,7 @@ def check(state: MeshState, inp: StepInput, tools: Tools) -> bool:
         return True
     if state.control_plane_state == "ACTIVE" and ready and ready != expected:
         raise StepFailed(f"cluster {inp.ctx.cluster}: control plane is ACTIVE on {ready}, expected {expected}: "
-                         "the cluster's channel was not the target when provisioning started; re-run the migration")
+                         "the cluster's channel was not the target when provisioning started")
     diagnosis = diagnose(state, inp.ctx, inp.decision.membership, None)
     if diagnosis is None:
         return False
@@ -73,6 +74,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                     "polls": polls, "seconds": round(elapsed)}
         if elapsed + delay > timeout:
             raise StepFailed(f"cluster {ctx.cluster}: control plane not ready after {timeout}s ({state.summary()}); "
-                             "raise gke-mesh:migration.waitTimeout or check the fleet, then re-run `pulumi up`")
+                             "raise gke-mesh:migration.waitTimeout or check the fleet")
         tools.sleep(delay)
     raise AssertionError("unreachable")
