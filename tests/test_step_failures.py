@@ -1,0 +1,77 @@
+"""How every step fails when its CLIs do: missing, not authenticated, 403, malformed
+output. Always one line naming the step, the cluster and what to do; never a traceback.
+(A timeout is covered in test_step_process.py; resuming after any failure in
+test_migration_chain.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from meshops.context import DECISION_KEY, Options
+from meshops.steps import STEPS, environment_for
+from tests.chain_driver import Chain, context
+from tests.conftest import ROOT
+from tests.fake_world import FakeWorld, seed_field_report
+
+FAILURES = {
+    "missing": (None, "is not on PATH"),
+    "unauthenticated": ('echo "ERROR: (gcloud) You do not currently have an active account selected." >&2; exit 1',
+                        "authenticate: `gcloud auth login`"),
+    "forbidden": ('echo "ERROR: (gcloud) PERMISSION_DENIED: Permission denied (403)" >&2; echo "Error from server (Forbidden)" >&2; exit 1',
+                  "lacks a role or RBAC permission"),
+    "malformed-json": ("echo 'this is not json'", "not JSON"),
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A project folder holding a verified backup of this run, as a real run would."""
+    folder = tmp_path_factory.mktemp("project")
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        world = FakeWorld()
+        seed_field_report(world)
+        chain = Chain(world, context(), Options(stack="dev"))
+        chain.order = ("preflight", "backup")
+        chain.up()
+    finally:
+        os.chdir(here)
+    return folder, chain.state["preflight"]
+
+
+# The management switches print nothing that is parsed, so malformed output cannot hurt them.
+CASES = [(step, failure) for step in sorted(STEPS) for failure in sorted(FAILURES)
+         if not (failure == "malformed-json" and step in ("disable-management", "enable-management"))]
+
+
+@pytest.mark.parametrize("step,failure", CASES, ids=[f"{s}-{f}" for s, f in CASES])
+def test_step_failure_is_one_clear_line(step, failure, workdir, tmp_path):
+    folder, decision = workdir
+    script, expected = FAILURES[failure]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if script is not None:
+        for cli in ("gcloud", "kubectl"):
+            (bin_dir / cli).write_text("#!/bin/sh\n" + textwrap.dedent(script) + "\n")
+            (bin_dir / cli).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin" if script else str(bin_dir), "PYTHONPATH": str(ROOT),
+           # backup gets a stack with no backup yet, or it would reuse the verified one
+           **environment_for(step, context(), Options(stack="fresh" if step == "backup" else "dev"))}
+    if STEPS[step].NEEDS_DECISION:
+        env[DECISION_KEY] = decision
+    done = subprocess.run([sys.executable, "-m", "meshops", step], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout
+    assert done.stdout == ""
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"meshops {step} [dev-cluster-1]: "), done.stderr
+    assert expected in done.stderr, done.stderr
+    assert done.stderr.rstrip().endswith("it resumes at this step")
+    assert json.loads(decision)["action"] == "migrate"
