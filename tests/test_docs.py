@@ -85,3 +85,48 @@ def test_project_file_comments_document_every_structured_key():
         assert re.search(rf"^#\s+{key}\b", text, re.M), key
     for key in _MIGRATION_KEYS:
         assert re.search(rf"\b{key} \(", text), key
+
+
+def rbac_table() -> dict[str, set[str]]:
+    """verb -> resources (backticked names; `*.istio.io` stands for every Istio kind)."""
+    documented: dict[str, set[str]] = {}
+    for line in README.split("### Kubernetes RBAC the steps use", 1)[1].split("###", 1)[0].splitlines():
+        if line.startswith("| ") and "`" in line:
+            verbs, resources = [c.strip() for c in line.strip("|").split("|")[:2]]
+            for verb in verbs.split(","):
+                documented.setdefault(verb.split("(")[0].strip(), set()).update(re.findall(r"`([^`]+)`", resources))
+    return documented
+
+
+def kubectl_permissions(calls: list[list[str]]) -> set[tuple[str, str]]:
+    """(verb, resource) pairs a list of kubectl argv needs."""
+    used = set()
+    for argv in (c for c in calls if c[0] == "kubectl"):
+        verb, rest = argv[2], argv[3:]
+        if verb in ("get", "delete", "patch"):
+            used |= {(verb, r if r.endswith("s") or "." in r else r + "s") for r in rest[0].split(",")}
+        elif verb == "label":
+            used.add(("patch", "namespaces"))
+        elif verb == "rollout":
+            used |= {("patch", ref.split("/")[0] + "s") for ref in rest[1:] if "/" in ref}
+        elif verb == "apply":
+            used |= {("create", "*.istio.io"), ("patch", "*.istio.io")}
+    return used
+
+
+def test_rbac_table_covers_every_kubectl_call_of_a_migration(tmp_path, monkeypatch):
+    from meshops.context import Options
+    from tests.chain_driver import Chain, context
+    from tests.fake_world import FakeWorld, seed_field_report
+
+    monkeypatch.chdir(tmp_path)
+    world = FakeWorld()
+    seed_field_report(world)
+    Chain(world, context(), Options(stack="dev", remove_authorization_policies=True)).up()
+    documented = rbac_table()
+    used = kubectl_permissions(world.calls)
+    assert len(used) > 20
+    for verb, resource in sorted(used):
+        allowed = documented.get(verb, set())
+        istio = resource.endswith("istio.io") and "*.istio.io" in allowed
+        assert resource in allowed or istio, f"README RBAC table lacks {verb} on {resource}"
