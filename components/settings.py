@@ -80,6 +80,15 @@ class Migration:
 
 
 @dataclass(frozen=True)
+class Promotion:
+    """`gke-mesh:promotion`: the stage this stack follows, and the deliberate override."""
+
+    after: str | None = None
+    force: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Cluster:
     """One GKE cluster whose mesh channel the stack manages."""
 
@@ -104,6 +113,7 @@ class Settings:
     apis: tuple[str, ...] = REQUIRED_APIS
     mesh_feature: str = "adopt"
     migration: Migration = field(default_factory=Migration)
+    promotion: Promotion = field(default_factory=Promotion)
     stack: str = "stack"
 
     @property
@@ -357,7 +367,26 @@ def parse_clusters(key: str, value: Any, fleet_project: str) -> tuple[Cluster, .
 # --------------------------------------------------------------------------- top level
 
 
-TOP_KEYS = ("releaseChannel", "clusters", "apis", "meshFeature", "migration")
+_STACK_REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def parse_promotion(key: str, value: Any) -> Promotion:
+    raw = _object(key, _decode(key, value), ("after", "force", "reason"))
+    after = raw.get("after")
+    if after is not None:
+        _string(f"{key}.after", after, _STACK_REF_RE, "a stack reference <org>/<project>/<stack>, e.g. organization/gke-mesh/dev")
+    force = _boolean(f"{key}.force", raw["force"]) if "force" in raw else False
+    reason = raw.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500 or not reason.isprintable():
+        raise ConfigError(f"{key}.reason: expected one printable line of at most 500 characters, got {show(reason)}")
+    if force and not reason.strip():
+        raise ConfigError(f"{key}.force: true needs a reason: add {key}.reason saying why the gate is overridden")
+    if force and after is None:
+        raise ConfigError(f"{key}.force: there is no gate to override without {key}.after")
+    return Promotion(after=after, force=force, reason=reason.strip())
+
+
+TOP_KEYS = ("releaseChannel", "clusters", "apis", "meshFeature", "migration", "promotion")
 KNOWN_KEYS = tuple(f"{NAMESPACE}:{k}" for k in TOP_KEYS)
 
 
@@ -394,6 +423,7 @@ def parse_settings(raw: Mapping[str, Any], stack: str = "stack") -> Settings:
         apis=parse_apis(f"{NAMESPACE}:apis", raw.get(f"{NAMESPACE}:apis", "[]")),
         mesh_feature=feature_mode,
         migration=parse_migration(f"{NAMESPACE}:migration", raw.get(f"{NAMESPACE}:migration", "{}")),
+        promotion=parse_promotion(f"{NAMESPACE}:promotion", raw.get(f"{NAMESPACE}:promotion", "{}")),
         stack=stack,
     )
     return settings

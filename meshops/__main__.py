@@ -28,9 +28,54 @@ def _parser() -> argparse.ArgumentParser:
     base = plan.add_mutually_exclusive_group()
     base.add_argument("--base", metavar="GIT_REF", help="mark each resource's change against the stack file and program at this ref")
     base.add_argument("--base-config", metavar="PATH", type=Path, help="mark changes against another stack file, same program")
+    plan.add_argument("--stack-outputs", metavar="NAME=PATH.json", action="append", default=[],
+                      help="outputs of the stack named in gke-mesh:promotion.after (from `pulumi stack output --json`)")
+    promote = sub.add_parser("promote", help="copy the release channel from one stack file to the next, once verified")
+    promote.add_argument("--from", dest="source", required=True, help="source stack, e.g. staging")
+    promote.add_argument("--to", dest="target", required=True, help="target stack, e.g. prod")
+    promote.add_argument("--dir", type=Path, default=Path("."), help="folder of the stack files (default: here)")
+    promote.add_argument("--source-outputs", type=Path, help="the source stack's `pulumi stack output --json` (else read with the Pulumi CLI)")
+    promote.add_argument("--dry-run", action="store_true", help="print the diff without writing")
+    rollout = sub.add_parser("rollout", help="preview or up stacks in order through the Pulumi Automation API")
+    rollout.add_argument("--stacks", required=True, help="e.g. dev,staging,prod (in order) or a,b;c (waves)")
+    rollout.add_argument("--action", choices=["preview", "up"], default="preview")
+    rollout.add_argument("--parallel", type=int, default=1, help="stacks of one wave run together (default 1)")
+    rollout.add_argument("--dir", type=Path, default=Path("."), help="the Pulumi project folder (default: here)")
     for name in STEPS:
         sub.add_parser(name, help=f"run the {name} step (normally run by `pulumi up`)")
     return parser
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from components.settings import ConfigError
+    from meshops.promote import PromoteError, outputs_from_file, outputs_from_pulumi, promote
+
+    def read(stack: str) -> dict:
+        return outputs_from_file(args.source_outputs) if args.source_outputs else outputs_from_pulumi(stack, args.dir)
+
+    try:
+        diff = promote(args.source, args.target, args.dir, read, args.dry_run)
+    except (PromoteError, ConfigError) as error:
+        print(f"meshops promote: {error}", file=sys.stderr)
+        return 2
+    if not diff:
+        print(f"Pulumi.{args.target}.yaml already has the channel of {args.source}; nothing to change")
+        return 0
+    sys.stdout.write(diff)
+    print("(dry run: nothing written)" if args.dry_run else f"wrote Pulumi.{args.target}.yaml")
+    return 0
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from meshops.rollout import AutomationWorkspace, RolloutError, parse_waves, rollout
+
+    try:
+        waves = parse_waves(args.stacks)
+        results = rollout(waves, args.action, AutomationWorkspace(args.dir), args.parallel, print)
+    except RolloutError as error:
+        print(f"meshops rollout: {error}", file=sys.stderr)
+        return 2
+    return 0 if all(r.status == "succeeded" for r in results) else 1
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -39,15 +84,16 @@ def _plan(args: argparse.Namespace) -> int:
     from meshops.base import BaseError, plan_at_ref
     from meshops.diff import annotate
     from meshops.offline import SecureValueError
-    from meshops.plan import PlanError, build_plan, render_json, stack_name
+    from meshops.plan import PlanError, build_plan, load_stack_outputs, render_json, stack_name
 
     try:
-        document = build_plan(args.config, args.stack)
+        outputs = load_stack_outputs(args.stack_outputs)
+        document = build_plan(args.config, args.stack, outputs)
         label = None
         if args.base:
             document, label = annotate(plan_at_ref(args.base, args.config, stack_name(args.config, args.stack)), document), args.base
         elif args.base_config:
-            document, label = annotate(build_plan(args.base_config, document["stack"]), document), str(args.base_config)
+            document, label = annotate(build_plan(args.base_config, document["stack"], outputs), document), str(args.base_config)
     except (ConfigError, PlanError, SecureValueError, BaseError) as error:
         print(f"meshops plan: {error}", file=sys.stderr)
         return 2
@@ -84,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "plan":
         return _plan(args)
+    if args.command == "promote":
+        return _promote(args)
+    if args.command == "rollout":
+        return _rollout(args)
     return _step(args.command)
 
 

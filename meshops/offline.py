@@ -109,11 +109,16 @@ class EchoMocks(mocks.Mocks):
     `invokes` (token -> result)."""
 
     def __init__(self, invokes: dict[str, Callable[[dict], dict]] | None = None,
-                 extra_outputs: Callable[[mocks.MockResourceArgs], dict] | None = None):
+                 extra_outputs: Callable[[mocks.MockResourceArgs], dict] | None = None,
+                 stack_outputs: dict[str, dict] | None = None):
         self.invokes = invokes or {}
         self.extra_outputs = extra_outputs
+        self.stack_outputs = stack_outputs or {}
 
     def new_resource(self, args: mocks.MockResourceArgs):
+        if args.typ == "pulumi:pulumi:StackReference":
+            # What `pulumi stack output --json` printed for that stack, or unknown offline.
+            return args.name, {"name": args.name, "outputs": self.stack_outputs.get(args.name, _UNKNOWN)}
         outputs = dict(args.inputs)
         if self.extra_outputs:
             outputs.update(self.extra_outputs(args))
@@ -163,7 +168,8 @@ def stack_config(values: dict[str, Any], defaults: dict[str, Any] | None = None)
 
 
 def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[[dict], dict]] | None = None,
-                monitor: RecordingMonitor | None = None, preview: bool = True) -> ProgramRun:
+                monitor: RecordingMonitor | None = None, preview: bool = True,
+                stack_outputs: dict[str, dict] | None = None) -> ProgramRun:
     """Run `__main__.py` under mocks with `config` (full keys, string values).
 
     Pass your own `monitor` to inspect what was registered even when the run fails;
@@ -173,6 +179,8 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
         sys.path.insert(0, str(ROOT))
     monitor = monitor or RecordingMonitor(EchoMocks())
     monitor.mocks.invokes = {**OFFLINE_INVOKES, **(invokes or {})}
+    if stack_outputs is not None:
+        monitor.mocks.stack_outputs = stack_outputs
     # A fresh event loop per run, made before the root stack exists: tasks a failed run
     # left behind must not leak into the next.
     loop = asyncio.new_event_loop()

@@ -24,6 +24,7 @@ _ROLE_BY_TYPE = {
     "gcp:container/cluster:Cluster": "cluster",
     "gcp:container/nodePool:NodePool": "node-pool",
     "pulumi:providers:kubernetes": "kubernetes-provider",
+    "pulumi:pulumi:StackReference": "promotion-gate",
     "kubernetes:core/v1:NamespacePatch": "mesh-namespace",
 }
 _CLUSTER_COMPONENT = "gke-mesh:platform:ClusterMesh"
@@ -93,11 +94,29 @@ def commands_of(registration: Registration) -> list[list[str]]:
     return STEPS[step].commands(StepInput(inp.ctx, inp.options, Decision.placeholder(inp.ctx)))
 
 
-def build_plan(config_path: Path, stack: str | None = None) -> dict[str, Any]:
+def load_stack_outputs(pairs: list[str]) -> dict[str, dict]:
+    """`NAME=PATH.json` pairs: what `pulumi stack output --json` printed for stack NAME."""
+    found = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise PlanError(f"--stack-outputs {pair!r}: expected NAME=PATH.json, e.g. organization/gke-mesh/dev=dev.json")
+        try:
+            found[name] = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise PlanError(f"--stack-outputs {name}: cannot read {path} ({error.strerror})") from None
+        except ValueError:
+            raise PlanError(f"--stack-outputs {name}: {path} is not JSON (use `pulumi stack output --json`)") from None
+        if not isinstance(found[name], dict):
+            raise PlanError(f"--stack-outputs {name}: {path} must hold a JSON object of stack outputs")
+    return found
+
+
+def build_plan(config_path: Path, stack: str | None = None, stack_outputs: dict[str, dict] | None = None) -> dict[str, Any]:
     """Run the program for a stack file and return the plan document."""
     name = stack_name(config_path, stack)
     config = stack_config(load_stack_file(config_path), project_defaults())
-    registrations = run_program(config, name).registrations
+    registrations = run_program(config, name, stack_outputs=stack_outputs).registrations
     by_urn = {r.urn: r for r in registrations}
 
     def cluster_of(registration: Registration) -> str | None:

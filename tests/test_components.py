@@ -28,8 +28,8 @@ def graph(values, **kwargs) -> Graph:
 EXPECTED_COUNTS = {
     "Pulumi.dev.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 13, FEATURE_MEMBERSHIP: 1,
                         "pulumi:providers:kubernetes": 1, "kubernetes:core/v1:NamespacePatch": 2},
-    "Pulumi.staging.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 26, FEATURE_MEMBERSHIP: 2},
-    "Pulumi.prod.yaml": {SERVICE: 15, FEATURE: 1, COMMAND: 26, FEATURE_MEMBERSHIP: 2},
+    "Pulumi.staging.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 26, FEATURE_MEMBERSHIP: 2, "pulumi:pulumi:StackReference": 1},
+    "Pulumi.prod.yaml": {SERVICE: 15, FEATURE: 1, COMMAND: 26, FEATURE_MEMBERSHIP: 2, "pulumi:pulumi:StackReference": 1},
 }
 
 

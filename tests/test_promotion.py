@@ -1,0 +1,278 @@
+"""Stack-per-environment promotion: the gate, `meshops promote` and `meshops rollout`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from components.settings import ConfigError, parse_settings
+from meshops.offline import EchoMocks, RecordingMonitor, run_program, stack_config
+from meshops.promote import PromoteError, promote
+from meshops.rollout import RolloutError, StackResult, parse_waves, rollout
+from tests.conftest import ROOT, minimal_config
+
+GOLDEN = ROOT / "tests" / "golden"
+DEV = "organization/gke-mesh/dev"
+VERIFIED = {"release_channel": "regular", "clusters": {"dev-cluster-1": {
+    "project": "my-project-123456", "location": "asia-northeast1", "membership": "dev-cluster-1", "membership_location": "asia-northeast1",
+    "release_channel": "regular", "control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE", "revision": "asm-managed",
+    "implementation": "ISTIOD", "proxy_images": {"gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33": 4}, "verified": True}}}
+
+
+def gated(**promotion):
+    return minimal_config(**{"gke-mesh:promotion": {"after": DEV, **promotion}})
+
+
+def run_gated(values, outputs):
+    monitor = RecordingMonitor(EchoMocks())
+    stack_outputs = {DEV: outputs} if outputs is not None else {}
+    try:
+        run_program(stack_config(values), "staging", monitor=monitor, stack_outputs=stack_outputs)
+    finally:
+        registered = [r.type for r in monitor.registrations]
+    return registered
+
+
+def test_verified_previous_stage_lets_the_stack_through():
+    registered = run_gated(gated(), VERIFIED)
+    assert "pulumi:pulumi:StackReference" in registered
+    assert "gcp:gkehub/featureMembership:FeatureMembership" in registered
+
+
+def broken(path: list[str], value):
+    outputs = copy.deepcopy(VERIFIED)
+    node = outputs
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return outputs
+
+
+@pytest.mark.parametrize("outputs,expected", [
+    (broken(["clusters", "dev-cluster-1", "verified"], False),
+     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane ACTIVE, verified False"),
+    (broken(["clusters", "dev-cluster-1", "control_plane_state"], "PROVISIONING"),
+     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane PROVISIONING, verified True"),
+    (broken(["release_channel"], "rapid"), "stage organization/gke-mesh/dev targets 'rapid', not regular"),
+    (broken(["clusters"], {}), "stage organization/gke-mesh/dev reports no clusters"),
+    ({}, "stage organization/gke-mesh/dev has no outputs; has it been deployed (pulumi up) with this program?"),
+])
+def test_gate_refuses_with_one_line_before_registering_anything(outputs, expected):
+    monitor = RecordingMonitor(EchoMocks())
+    with pytest.raises(ConfigError) as raised:
+        run_program(stack_config(gated()), "staging", monitor=monitor, stack_outputs={DEV: outputs})
+    assert str(raised.value) == (f"gke-mesh:promotion: {expected}; promote only after it verifies, "
+                                 "or set gke-mesh:promotion.force with a reason")
+    assert [r.type for r in monitor.registrations] == ["pulumi:pulumi:StackReference"], "only the read of the previous stage"
+
+
+def test_force_needs_a_reason():
+    with pytest.raises(ConfigError, match=r"^gke-mesh:promotion.force: true needs a reason"):
+        parse_settings(stack_config(gated(force=True)))
+    with pytest.raises(ConfigError, match=r"^gke-mesh:promotion.force: there is no gate"):
+        parse_settings(stack_config(minimal_config(**{"gke-mesh:promotion": {"force": True, "reason": "x"}})))
+    with pytest.raises(ConfigError, match=r"^gke-mesh:promotion.after:"):
+        parse_settings(stack_config(minimal_config(**{"gke-mesh:promotion": {"after": "dev"}})))
+
+
+def test_force_with_reason_warns_and_proceeds(caplog):
+    with caplog.at_level(logging.WARNING):
+        registered = run_gated(gated(force=True, reason="hotfix INC-123 approved by SRE"), broken(["release_channel"], "rapid"))
+    assert "gcp:gkehub/featureMembership:FeatureMembership" in registered
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("promotion gate overridden (force)" in w and "hotfix INC-123 approved by SRE" in w for w in warnings), warnings
+
+
+def test_offline_without_outputs_warns_that_the_gate_was_not_checked(caplog):
+    with caplog.at_level(logging.WARNING):
+        registered = run_gated(gated(), None)
+    assert "gcp:gkehub/featureMembership:FeatureMembership" in registered
+    assert any("promotion gate not checked" in r.getMessage() for r in caplog.records)
+
+
+def test_example_stacks_chain_dev_staging_prod():
+    import yaml
+
+    staging = yaml.safe_load((ROOT / "Pulumi.staging.yaml").read_text())["config"]["gke-mesh:promotion"]
+    prod = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["gke-mesh:promotion"]
+    assert (staging["after"], prod["after"]) == ("organization/gke-mesh/dev", "organization/gke-mesh/staging")
+    assert "gke-mesh:promotion" not in yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+
+
+# ------------------------------------------------------------------- promote
+
+SOURCE = "config:\n  gcp:project: my-project-123456\n  gke-mesh:releaseChannel: Regular\n  gke-mesh:clusters: [{name: a, location: us-east1}]\n"
+
+
+@pytest.fixture
+def stacks(tmp_path):
+    (tmp_path / "Pulumi.staging.yaml").write_text(SOURCE)
+    shutil.copy(GOLDEN / "promote-target.before.yaml", tmp_path / "Pulumi.prod.yaml")
+    return tmp_path
+
+
+def outputs_of(channel="regular", verified=True):
+    """A reader of the source stack's outputs, as `pulumi stack output --json` would give them."""
+    def read(stack):
+        outputs = broken(["clusters", "dev-cluster-1", "verified"], verified)
+        outputs["release_channel"] = channel
+        return outputs
+    return read
+
+
+def test_promote_changes_only_the_channel_and_keeps_the_layout(stacks):
+    diff = promote("staging", "prod", stacks, outputs_of(), dry_run=False)
+    after = (stacks / "Pulumi.prod.yaml").read_text()
+    assert after == (GOLDEN / "promote-target.after.yaml").read_text()
+    before = (GOLDEN / "promote-target.before.yaml").read_text().splitlines()
+    changed = [(a, b) for a, b in zip(before, after.splitlines()) if a != b]
+    assert len(before) == len(after.splitlines()) and len(changed) == 1
+    body = diff.splitlines()[2:]
+    assert [line for line in body if line[:1] in "+-"] == [
+        '-  gke-mesh:releaseChannel: "rapid"    # changed only by promote',
+        "+  gke-mesh:releaseChannel: regular    # changed only by promote"]
+
+
+def test_promote_dry_run_writes_nothing(stacks):
+    before = (stacks / "Pulumi.prod.yaml").read_text()
+    assert promote("staging", "prod", stacks, outputs_of(), dry_run=True)
+    assert (stacks / "Pulumi.prod.yaml").read_text() == before
+
+
+def test_promote_twice_is_a_no_op(stacks):
+    promote("staging", "prod", stacks, outputs_of(), dry_run=False)
+    assert promote("staging", "prod", stacks, outputs_of(), dry_run=False) == ""
+
+
+@pytest.mark.parametrize("read,expected", [
+    (outputs_of(verified=False), "refusing to promote regular to prod: stage staging has not verified regular"),
+    (outputs_of(channel="rapid"), "refusing to promote regular to prod: stage staging targets 'rapid', not regular"),
+    (lambda stack: {}, "refusing to promote regular to prod: stage staging has no outputs"),
+])
+def test_promote_refuses_an_unverified_source(stacks, read, expected):
+    before = (stacks / "Pulumi.prod.yaml").read_text()
+    with pytest.raises(PromoteError, match=expected):
+        promote("staging", "prod", stacks, read, dry_run=False)
+    assert (stacks / "Pulumi.prod.yaml").read_text() == before
+
+
+def test_promote_refuses_bad_arguments(stacks):
+    with pytest.raises(PromoteError, match="same stack"):
+        promote("prod", "prod", stacks, outputs_of(), dry_run=True)
+    with pytest.raises(PromoteError, match="cannot read"):
+        promote("staging", "qa", stacks, outputs_of(), dry_run=True)
+    with pytest.raises(ConfigError, match="^stack name:"):
+        promote("../x", "prod", stacks, outputs_of(), dry_run=True)
+    (stacks / "Pulumi.qa.yaml").write_text("config:\n  gcp:project: x\n")
+    with pytest.raises(PromoteError, match="has no config.gke-mesh:releaseChannel"):
+        promote("staging", "qa", stacks, outputs_of(), dry_run=True)
+
+
+def test_promote_cli_without_pulumi_or_outputs_is_one_clear_line(stacks, monkeypatch, capsys):
+    from meshops import __main__ as cli
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert cli.main(["promote", "--from", "staging", "--to", "prod", "--dir", str(stacks)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --source-outputs" in err
+
+
+def test_promote_cli_with_outputs_file(stacks, capsys):
+    from meshops import __main__ as cli
+
+    (stacks / "staging.json").write_text(json.dumps(outputs_of()("staging")))
+    assert cli.main(["promote", "--from", "staging", "--to", "prod", "--dir", str(stacks),
+                     "--source-outputs", str(stacks / "staging.json"), "--dry-run"]) == 0
+    assert "+  gke-mesh:releaseChannel: regular" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------- rollout
+
+class FakeWorkspace:
+    """Scripted outcomes per stack; records order and how many ran at once."""
+
+    def __init__(self, failing: dict[str, str] | None = None, seconds: float = 0.05):
+        self.failing, self.seconds = failing or {}, seconds
+        self.started: list[str] = []
+        self.running = 0
+        self.most = 0
+        self.lock = threading.Lock()
+
+    def run(self, stack, action, on_output):
+        with self.lock:
+            self.started.append(stack)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        on_output(f"{action} of {stack} started")
+        time.sleep(self.seconds)
+        with self.lock:
+            self.running -= 1
+        if stack in self.failing:
+            return StackResult(stack, "failed", failed_resource=self.failing[stack], message="wait-ready: REVISION_STALLED")
+        return StackResult(stack, "succeeded")
+
+
+def test_rollout_runs_stacks_in_order_and_summarises():
+    lines: list[str] = []
+    workspace = FakeWorkspace()
+    results = rollout(parse_waves("dev,staging,prod"), "preview", workspace, 1, lines.append)
+    assert workspace.started == ["dev", "staging", "prod"] and workspace.most == 1
+    assert [r.status for r in results] == ["succeeded"] * 3
+    assert "[dev] preview of dev started" in lines
+    assert lines[-1].splitlines()[0] == "| stack | preview | seconds | failed step |"
+    assert lines[-1].count("| succeeded |") == 3
+
+
+def test_rollout_halts_at_the_first_failure_naming_stack_and_step():
+    lines: list[str] = []
+    workspace = FakeWorkspace(failing={"staging": "staging-osaka-wait-ready"})
+    results = rollout(parse_waves("dev,staging,prod"), "up", workspace, 1, lines.append)
+    assert workspace.started == ["dev", "staging"]
+    assert [(r.stack, r.status) for r in results] == [("dev", "succeeded"), ("staging", "failed"), ("prod", "not run")]
+    assert results[1].failed_step == "wait-ready"
+    assert "rollout stopped: up of stack staging failed at step wait-ready (staging-osaka-wait-ready): wait-ready: REVISION_STALLED" in lines
+    assert "| prod | not run | – | – |" in lines[-1]
+
+
+def test_waves_run_together_up_to_the_parallel_limit():
+    workspace = FakeWorkspace(seconds=0.2)
+    results = rollout(parse_waves("a,b,c;d"), "up", workspace, 2, lambda line: None)
+    assert workspace.most == 2, "at most --parallel stacks at once, and that many when possible"
+    assert workspace.started[-1] == "d" and set(workspace.started[:3]) == {"a", "b", "c"}
+    assert all(r.status == "succeeded" for r in results)
+
+
+def test_a_failed_wave_stops_the_next_wave():
+    workspace = FakeWorkspace(failing={"a": "x-verify"})
+    results = rollout(parse_waves("a,b;c"), "up", workspace, 2, lambda line: None)
+    assert "c" not in workspace.started and {r.stack: r.status for r in results}["c"] == "not run"
+
+
+@pytest.mark.parametrize("text", ["", "a,,b;", "a;a", "../x", "a;;b"])
+def test_bad_stack_lists_are_refused(text):
+    with pytest.raises(RolloutError):
+        parse_waves(text)
+
+
+def test_rollout_refuses_a_bad_parallel():
+    with pytest.raises(RolloutError, match="--parallel 0"):
+        rollout([["a"]], "up", FakeWorkspace(), 0, print)
+
+
+@pytest.mark.e2e
+def test_automation_workspace_previews_a_real_stack():
+    import os
+
+    from meshops.rollout import AutomationWorkspace
+
+    if shutil.which("pulumi") is None or not os.environ.get("GKE_MESH_E2E_STACK"):
+        pytest.skip("needs the Pulumi CLI and GKE_MESH_E2E_STACK (a stack with credentials)")
+    result = AutomationWorkspace(ROOT).run(os.environ["GKE_MESH_E2E_STACK"], "preview", print)
+    assert result.status == "succeeded", result.message
