@@ -44,8 +44,10 @@ class ClusterMesh(pulumi.ComponentResource):
     outputs: pulumi.Output[dict]
     """What the `clusters` stack output says of this cluster."""
 
+    chain: MigrationChain | None
+
     def __init__(self, cluster: Cluster, settings: Settings, fleet_services: ProjectServices,
-                 cluster_services: ProjectServices, feature: MeshFeature,
+                 cluster_services: ProjectServices, feature: MeshFeature, wait_for: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-mesh:platform:ClusterMesh", cluster.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -54,14 +56,15 @@ class ClusterMesh(pulumi.ComponentResource):
         management_apis = fleet_services.only(*MESH_APIS)
         owned = None
         if cluster.mode == "create":
-            owned = ManagedCluster(f"{cluster.name}-managed-cluster", cluster, settings.project, settings.release_channel,
+            owned = ManagedCluster(f"{cluster.name}-managed-cluster", cluster, settings.project, cluster.release_channel,
                                    container_api, opts=child)
         base = [*container_api, *fleet_services.only("gkehub.googleapis.com"), *([owned] if owned else [])]
 
         chain = None
-        if settings.migration.enabled:
-            chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(settings), settings.migration.reregister_membership,
-                                   base, opts=child)
+        if cluster.migration.enabled:
+            chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(cluster, settings.stack),
+                                   cluster.migration.reregister_membership, [*base, *wait_for], opts=child)
+        self.chain = chain
         channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [chain.last_before_channel] if chain else base, opts=child)
         if chain:
             chain.continue_after(channel.command, management_apis)
@@ -81,7 +84,7 @@ class ClusterMesh(pulumi.ComponentResource):
             "location": cluster.location,
             "membership": values[0],
             "membership_location": cluster.membership_location,
-            "release_channel": settings.release_channel,
+            "release_channel": cluster.release_channel,
             **values[1],
         })
         self.register_outputs({"outputs": self.outputs})
@@ -90,12 +93,12 @@ class ClusterMesh(pulumi.ComponentResource):
 def step_context(cluster: Cluster, settings: Settings) -> StepContext:
     return StepContext(project=cluster.project, location=cluster.location, cluster=cluster.name,
                        fleet_project=settings.project, membership=cluster.membership,
-                       membership_location=cluster.membership_location, channel=settings.release_channel)
+                       membership_location=cluster.membership_location, channel=cluster.release_channel)
 
 
-def step_options(settings: Settings) -> Options:
-    m = settings.migration
-    return Options(stack=settings.stack, backup_uri=m.backup_uri, relax_security=m.relax_security,
+def step_options(cluster: Cluster, stack: str) -> Options:
+    m = cluster.migration
+    return Options(stack=stack, backup_uri=m.backup_uri, relax_security=m.relax_security,
                    remove_authorization_policies=m.remove_authorization_policies, restart_workloads=m.restart_workloads,
                    purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds)
 
@@ -112,11 +115,20 @@ class MeshPlatform(pulumi.ComponentResource):
         fleet = services[settings.project]
         feature = MeshFeature("mesh-feature", settings.project, adopt=settings.mesh_feature == "adopt",
                               depends_on=fleet.only("gkehub.googleapis.com", "mesh.googleapis.com"), opts=child)
-        self.clusters = {
-            c.name: ClusterMesh(c, settings, fleet, services[c.project], feature, opts=child)
-            for c in settings.clusters
-        }
+        self.clusters = {}
+        for index, c in enumerate(settings.clusters):
+            self.clusters[c.name] = ClusterMesh(c, settings, fleet, services[c.project], feature,
+                                                self._batch_gate(settings, index), opts=child)
         self.register_outputs({"clusters": self.cluster_outputs()})
+
+    def _batch_gate(self, settings: Settings, index: int) -> list[pulumi.Resource]:
+        """With `maxParallel` m, cluster i's migration starts after cluster i-m's has verified:
+        at most m chains run at once. The only edge between two clusters' chains."""
+        m = settings.migration.max_parallel
+        if not m or index < m:
+            return []
+        earlier = self.clusters[settings.clusters[index - m].name].chain
+        return [earlier.steps["verify"]] if earlier else []
 
     def cluster_outputs(self) -> pulumi.Output[dict]:
         """The `clusters` stack output: cluster name -> what is known of it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import pulumi
@@ -77,6 +77,7 @@ class Migration:
     reregister_membership: bool = True
     purge_crds: bool = True
     wait_timeout_seconds: int = 1800
+    max_parallel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ class Cluster:
     mesh_namespaces: tuple[str, ...] = ()
     node_machine_type: str = "e2-standard-4"
     node_count: int = 1
+    release_channel: str = "regular"
+    """This cluster's target: its own `releaseChannel`, else the stack's."""
+    migration: Migration = field(default_factory=Migration)
+    """The stack's migration options with this cluster's overrides applied."""
 
 
 @dataclass(frozen=True)
@@ -259,13 +264,22 @@ _MIGRATION_KEYS = {
     "reregisterMembership": ("reregister_membership", _boolean),
     "purgeCrds": ("purge_crds", _boolean),
     "waitTimeout": ("wait_timeout_seconds", _duration),
+    "maxParallel": ("max_parallel", lambda key, value: _whole(key, value, 1, 1000)),
 }
 
 
-def parse_migration(key: str, value: Any) -> Migration:
-    raw = _object(key, _decode(key, value), tuple(_MIGRATION_KEYS))
+def _whole(key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key}: expected a whole number from {low} to {high}, got {show(value)}")
+    return value
+
+
+def parse_migration(key: str, value: Any, base: Migration | None = None) -> Migration:
+    """The stack's migration options, or (with `base`) one cluster's overrides of them."""
+    known = tuple(k for k in _MIGRATION_KEYS if base is None or k != "maxParallel")
+    raw = _object(key, _decode(key, value), known)
     values = {attr: parse(f"{key}.{name}", raw[name]) for name, (attr, parse) in _MIGRATION_KEYS.items() if name in raw}
-    return Migration(**values)
+    return replace(base, **values) if base is not None else Migration(**values)
 
 
 def parse_apis(key: str, value: Any) -> tuple[str, ...]:
@@ -307,11 +321,12 @@ def _node_count(key: str, value: Any) -> int:
 
 
 _CLUSTER_KEYS = ("name", "location", "project", "membership", "membershipLocation", "mode",
-                 "meshNamespaces", "nodeMachineType", "nodeCount")
+                 "meshNamespaces", "nodeMachineType", "nodeCount", "releaseChannel", "migration")
 _CREATE_ONLY_KEYS = ("nodeMachineType", "nodeCount")
 
 
-def parse_cluster(key: str, value: Any, fleet_project: str) -> Cluster:
+def parse_cluster(key: str, value: Any, fleet_project: str, channel: str = "regular",
+                  migration: Migration | None = None) -> Cluster:
     raw = _object(key, value, _CLUSTER_KEYS)
     for required in ("name", "location"):
         if required not in raw:
@@ -344,17 +359,20 @@ def parse_cluster(key: str, value: Any, fleet_project: str) -> Cluster:
         membership_location=_membership_location(f"{key}.membershipLocation", raw.get("membershipLocation", region_of(location))),
         mode=mode,
         mesh_namespaces=_namespaces(f"{key}.meshNamespaces", raw.get("meshNamespaces", [])),
+        release_channel=parse_channel(f"{key}.releaseChannel", raw["releaseChannel"]) if "releaseChannel" in raw else channel,
+        migration=parse_migration(f"{key}.migration", raw.get("migration", {}), migration or Migration()),
         **extra,
     )
 
 
-def parse_clusters(key: str, value: Any, fleet_project: str) -> tuple[Cluster, ...]:
+def parse_clusters(key: str, value: Any, fleet_project: str, channel: str = "regular",
+                   migration: Migration | None = None) -> tuple[Cluster, ...]:
     raw = _decode(key, value)
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{key}: expected a non-empty list of clusters ({{name, location, ...}}), got {show(raw)}")
     clusters: list[Cluster] = []
     for index, item in enumerate(raw):
-        cluster = parse_cluster(f"{key}[{index}]", item, fleet_project)
+        cluster = parse_cluster(f"{key}[{index}]", item, fleet_project, channel, migration)
         for other in clusters:
             if other.name == cluster.name:
                 raise ConfigError(f"{key}[{index}].name: {show(cluster.name)} is listed twice; cluster names must be unique in a stack")
@@ -416,13 +434,15 @@ def parse_settings(raw: Mapping[str, Any], stack: str = "stack") -> Settings:
     feature_mode = raw.get(f"{NAMESPACE}:meshFeature", "adopt")
     if feature_mode not in FEATURE_MODES:
         raise _fail(f"{NAMESPACE}:meshFeature", feature_mode, "adopt (import the fleet's existing servicemesh feature) or create")
+    channel = parse_channel(f"{NAMESPACE}:releaseChannel", raw[f"{NAMESPACE}:releaseChannel"])
+    migration = parse_migration(f"{NAMESPACE}:migration", raw.get(f"{NAMESPACE}:migration", "{}"))
     settings = Settings(
         project=project,
-        release_channel=parse_channel(f"{NAMESPACE}:releaseChannel", raw[f"{NAMESPACE}:releaseChannel"]),
-        clusters=parse_clusters(f"{NAMESPACE}:clusters", raw[f"{NAMESPACE}:clusters"], project),
+        release_channel=channel,
+        clusters=parse_clusters(f"{NAMESPACE}:clusters", raw[f"{NAMESPACE}:clusters"], project, channel, migration),
         apis=parse_apis(f"{NAMESPACE}:apis", raw.get(f"{NAMESPACE}:apis", "[]")),
         mesh_feature=feature_mode,
-        migration=parse_migration(f"{NAMESPACE}:migration", raw.get(f"{NAMESPACE}:migration", "{}")),
+        migration=migration,
         promotion=parse_promotion(f"{NAMESPACE}:promotion", raw.get(f"{NAMESPACE}:promotion", "{}")),
         stack=stack,
     )
