@@ -10,7 +10,6 @@ import pulumi
 from components.channel import ReleaseChannel
 from components.cluster import ManagedCluster
 from components.fleet import FleetMembership, MeshFeature
-from components.injection import MeshNamespaces
 from components.management import MeshManagement
 from components.migration import MigrationChain
 from components.services import ProjectServices
@@ -74,6 +73,9 @@ class ClusterMesh(pulumi.ComponentResource):
         management = MeshManagement(f"{cluster.name}-management", cluster, settings.project, feature, membership,
                                     [*management_apis, channel.command, *enabled], opts=child)
         if cluster.mesh_namespaces:
+            # Imported here: pulumi_kubernetes takes ~0.3 s to load and most stacks never need it.
+            from components.injection import MeshNamespaces
+
             ready = chain.steps["wait-ready"] if chain else management.feature_membership
             MeshNamespaces(f"{cluster.name}-mesh-namespaces", cluster, ctx, [ready],
                            created=owned.cluster if owned else None, opts=child)

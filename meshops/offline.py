@@ -119,7 +119,9 @@ class EchoMocks(mocks.Mocks):
         if args.typ == "pulumi:pulumi:StackReference":
             # What `pulumi stack output --json` printed for that stack, or unknown offline.
             return args.name, {"name": args.name, "outputs": self.stack_outputs.get(args.name, _UNKNOWN)}
-        outputs = dict(args.inputs)
+        # A command's outputs (stdout above all) exist only once it has run; echoing its
+        # inputs back would only cost time, as nothing reads them.
+        outputs = {} if args.typ == "command:local:Command" else dict(args.inputs)
         if self.extra_outputs:
             outputs.update(self.extra_outputs(args))
         return (args.resource_id or f"{args.name}-id"), outputs
@@ -169,7 +171,7 @@ def stack_config(values: dict[str, Any], defaults: dict[str, Any] | None = None)
 
 def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[[dict], dict]] | None = None,
                 monitor: RecordingMonitor | None = None, preview: bool = True,
-                stack_outputs: dict[str, dict] | None = None) -> ProgramRun:
+                stack_outputs: dict[str, dict] | None = None, main_file: Path = ROOT / "__main__.py") -> ProgramRun:
     """Run `__main__.py` under mocks with `config` (full keys, string values).
 
     Pass your own `monitor` to inspect what was registered even when the run fails;
@@ -200,7 +202,7 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
     outputs: dict[str, Any] = {}
 
     async def program() -> None:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(main_file), run_name="__main__")
         root = runtime_settings.get_root_resource()
         resolved = await pulumi.Output.from_input(dict(root.outputs)).future(with_unknowns=True)
         outputs.update(plain(resolved) if resolved is not None else {})

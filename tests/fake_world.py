@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,9 +245,12 @@ class FakeWorld:
             cluster.install_control_plane(revision_of(channel))
         return cluster
 
-    def tools(self) -> Tools:
+    def tools(self, cache=None) -> Tools:
+        """A step's tools, as one step process has them: its own fleet cache unless given one."""
+        from meshops.fleet_reader import MemoryCache
+
         return Tools(runner=self, sleep=self.sleep, now=lambda: self.clock, wall=lambda: 1_750_000_000 + self.clock,
-                     log=self.log.append)
+                     log=self.log.append, random=random.Random(len(self.calls)).random, cache=cache or MemoryCache())
 
     def sleep(self, seconds: float) -> None:
         self.clock += seconds

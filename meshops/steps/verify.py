@@ -13,7 +13,7 @@ from meshops.context import StepInput, revision_of
 from meshops.fleet_state import mesh_state
 from meshops.inventory import SIDECAR, injected_pods
 from meshops.kube import PLAN_KUBE, cluster_access
-from meshops.process import StepFailed, Tools, run_json
+from meshops.process import StepFailed, Tools
 from meshops.steps.wait_ready import delays
 
 SUMMARY = 'Proves the control plane ACTIVE on the target revision, every injected pod on it and the data plane ACTIVE; counts pods per proxy image.'
@@ -56,7 +56,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     stale = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in pods if pod_revision(p) != expected)
     start = tools.now()
     for delay in delays():
-        state = mesh_state(run_json(tools.runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, inp.decision.membership)
+        state = mesh_state(tools.describe_mesh(ctx.fleet_project), ctx.membership_location, inp.decision.membership)
         if state.data_plane_state == "ACTIVE" or not pods or tools.now() - start + delay > DATA_PLANE_WAIT:
             break
         tools.log(f"[{ctx.cluster}] verify: data plane {state.data_plane_state} with {len(pods)} injected pods; waiting")

@@ -15,7 +15,7 @@ from meshops.fleet_state import MeshState, mesh_state
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import skipped
 
-SUMMARY = 'Polls the fleet (5 s growing to 30 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
+SUMMARY = 'Polls the fleet (5 s growing to 30 s, one shared describe per project every ~21 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
 STOPS = 'STALLED / FAILED_PRECONDITION / known error codes, each with its cause and fixing command (REVISION_STALLED with connectgateway off: gcloud services enable connectgateway.googleapis.com); the wait timeout'
 CLUSTER_DATA = False
 NEEDS_DECISION = True
@@ -59,21 +59,41 @@ def check(state: MeshState, inp: StepInput, tools: Tools) -> bool:
     raise StepFailed(f"cluster {inp.ctx.cluster}: {diagnosis.line()}")
 
 
-def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
-    if (result := skipped(inp)) is not None:
-        return result
-    ctx, timeout = inp.ctx, inp.options.wait_timeout_seconds
-    start, polls = tools.now(), 0
-    for delay in delays():
-        polls += 1
-        state = mesh_state(run_json(tools.runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, inp.decision.membership)
-        elapsed = tools.now() - start
-        tools.log(f"[{ctx.cluster}] wait-ready: poll {polls} at {elapsed:.0f}s: {state.summary()}")
-        if check(state, inp, tools):
+class Waiter:
+    """One cluster's wait, one poll at a time, so a driver (the step, or a bench with a
+    simulated clock and many clusters) decides how to sleep between polls."""
+
+    def __init__(self, inp: StepInput, tools: Tools):
+        self.inp, self.tools = inp, tools
+        self.start, self.polls, self._delays = tools.now(), 0, delays()
+
+    def poll(self) -> float | dict[str, Any]:
+        """The seconds to wait before the next poll, or the result once ready."""
+        ctx, timeout = self.inp.ctx, self.inp.options.wait_timeout_seconds
+        self.polls += 1
+        state = mesh_state(self.tools.describe_mesh(ctx.fleet_project), ctx.membership_location, self.inp.decision.membership)
+        elapsed = self.tools.now() - self.start
+        self.tools.log(f"[{ctx.cluster}] wait-ready: poll {self.polls} at {elapsed:.0f}s: {state.summary()}")
+        if check(state, self.inp, self.tools):
             return {"cluster": ctx.cluster, "revision": state.ready_revision(), "implementation": state.implementation,
-                    "polls": polls, "seconds": round(elapsed)}
+                    "polls": self.polls, "seconds": round(elapsed)}
+        # Backoff (5 s growing to 30 s), but never past the moment the shared fleet answer
+        # may be refreshed (plus 0.5-1.5 s of jitter, so one poller fetches and the others
+        # read its answer): every cluster of a project sees a fresh answer ~20 s apart.
+        refresh = self.tools.fleet_reader().refresh_in(ctx.fleet_project) + 0.5 + self.tools.random()
+        delay = min(next(self._delays), refresh)
         if elapsed + delay > timeout:
             raise StepFailed(f"cluster {ctx.cluster}: control plane not ready after {timeout}s ({state.summary()}); "
                              "raise gke-mesh:migration.waitTimeout or check the fleet")
-        tools.sleep(delay)
-    raise AssertionError("unreachable")
+        return delay
+
+
+def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    if (result := skipped(inp)) is not None:
+        return result
+    waiter = Waiter(inp, tools)
+    while True:
+        outcome = waiter.poll()
+        if isinstance(outcome, dict):
+            return outcome
+        tools.sleep(outcome)

@@ -1,0 +1,112 @@
+"""One `gcloud container fleet mesh describe` per fleet project per `MIN_AGE` seconds,
+shared by every step polling that project at the same time.
+
+`pulumi up` runs each cluster's wait-ready in its own process, so the answer is shared
+through a small file cache (a private 0700 folder per Unix user, a lock per project);
+within one process (tests, benches) a memory cache does the same. One describe answers
+for every membership of the project, so 100 clusters waiting together cost what one does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from meshops import gcloud
+from meshops.process import Runner, run_json
+
+MIN_AGE = 21.0
+"""Seconds an answer is reused: fewer than 60 describes per project in 20 minutes."""
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, project: str) -> tuple[float, Any] | None:
+        return self.entries.get(project)
+
+    def put(self, project: str, fetched_at: float, data: Any) -> None:
+        self.entries[project] = (fetched_at, data)
+
+    @contextmanager
+    def lock(self, project: str) -> Iterator[None]:
+        with self._lock:
+            yield
+
+
+class FileCache:
+    """Answers shared between the step processes of one user on one machine."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    @classmethod
+    def private(cls) -> "FileCache | MemoryCache":
+        """The per-user cache folder, or a memory cache when it cannot be trusted."""
+        folder = Path(tempfile.gettempdir()) / f"gke-mesh-{os.getuid()}"
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            info = folder.stat()
+        except OSError:
+            return MemoryCache()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return MemoryCache()  # someone else's or a shared folder: never read it
+        return cls(folder)
+
+    def _path(self, project: str, suffix: str) -> Path:
+        return self.folder / f"{project}.{suffix}"
+
+    def get(self, project: str) -> tuple[float, Any] | None:
+        try:
+            entry = json.loads(self._path(project, "json").read_text())
+            return float(entry["fetched_at"]), entry["data"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def put(self, project: str, fetched_at: float, data: Any) -> None:
+        target = self._path(project, "json")
+        descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({"fetched_at": fetched_at, "data": data}, handle)
+        os.replace(temporary, target)
+
+    @contextmanager
+    def lock(self, project: str) -> Iterator[None]:
+        with open(self._path(project, "lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class FleetReader:
+    def __init__(self, runner: Runner, clock, cache: MemoryCache | FileCache, min_age: float = MIN_AGE):
+        self.runner, self.clock, self.cache, self.min_age = runner, clock, cache, min_age
+        self.fetches = 0
+
+    def refresh_in(self, fleet_project: str) -> float:
+        """Seconds until the shared answer for `fleet_project` may be fetched again."""
+        entry = self.cache.get(fleet_project)
+        return 0.0 if entry is None else max(0.0, entry[0] + self.min_age - self.clock())
+
+    def describe(self, fleet_project: str) -> Any:
+        entry = self.cache.get(fleet_project)
+        if entry and 0 <= self.clock() - entry[0] < self.min_age:
+            return entry[1]
+        with self.cache.lock(fleet_project):
+            entry = self.cache.get(fleet_project)  # another poller may have just fetched it
+            if entry and 0 <= self.clock() - entry[0] < self.min_age:
+                return entry[1]
+            data = run_json(self.runner, gcloud.describe_mesh(fleet_project))
+            self.fetches += 1
+            self.cache.put(fleet_project, self.clock(), data)
+            return data
