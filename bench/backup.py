@@ -35,7 +35,7 @@ def cluster_with(objects: int) -> FakeWorld:
 
 
 def main() -> None:
-    print(f"| objects | kinds | backup calls | backup s | restore calls | restore s | calls per kind (backup) |")
+    print("| objects | kinds | backup calls | backup s | restore calls | restore s | calls per kind (backup) |")
     print("|---|---|---|---|---|---|---|")
     for size in SIZES:
         with tempfile.TemporaryDirectory() as folder:

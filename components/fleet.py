@@ -6,6 +6,7 @@ import pulumi
 from pulumi_gcp import gkehub
 
 from components.settings import Cluster
+from meshops.fleet_state import registers
 
 MESH_FEATURE = "servicemesh"
 
@@ -16,11 +17,6 @@ def feature_id(project: str) -> str:
 
 def membership_id(project: str, location: str, membership: str) -> str:
     return f"projects/{project}/locations/{location}/memberships/{membership}"
-
-
-def cluster_link(cluster: Cluster) -> str:
-    """How a membership's endpoint names the GKE cluster it registers."""
-    return f"//container.googleapis.com/projects/{cluster.project}/locations/{cluster.location}/clusters/{cluster.name}"
 
 
 class MeshFeature(pulumi.ComponentResource):
@@ -58,8 +54,7 @@ def check_membership_target(cluster: Cluster, links: list[str]) -> str:
     e.g. under the offline plan: then nothing can be checked here and the migration's
     preflight checks it against the live fleet).
     """
-    expected = cluster_link(cluster)
-    if links and expected not in links:
+    if links and not any(registers(link, cluster.project, cluster.location, cluster.name) for link in links):
         raise pulumi.RunError(
             f"cluster {cluster.name}: fleet membership {cluster.membership} ({cluster.membership_location}) "
             f"registers {links[0].removeprefix('//container.googleapis.com/')}, not this cluster; "

@@ -78,3 +78,12 @@ def mesh_state(described: Any, location: str, membership: str) -> MeshState:
         data_plane_details=_conditions(data.get("details")),
         conditions=_conditions(mesh.get("conditions")),
     )
+
+
+def registers(resource_link: str, project: str, location: str, cluster: str) -> bool:
+    """Whether a membership's GKE resource link names this cluster. The project segment
+    may be the project id or its number (which the program does not know offline)."""
+    prefix, _, rest = resource_link.partition("/projects/")
+    owner, _, tail = rest.partition("/")
+    return (prefix in ("", "//container.googleapis.com", "https://container.googleapis.com/v1")
+            and (owner == project or owner.isdigit()) and tail == f"locations/{location}/clusters/{cluster}")

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-DEFAULT_TIMEOUT = 300
+DEFAULT_TIMEOUT = 600  # above kubectl --timeout=300s, so kubectl reports its own timeout first
 
 _INSTALL_HINTS = {
     "gcloud": "install the Google Cloud CLI, then `gcloud auth login`",

@@ -180,3 +180,15 @@ def test_error_message_shows_hostile_value_on_one_line():
         parse(minimal_config(**{"gke-mesh:clusters": [cluster(name="a\nb\x00c" + "z" * 500)]}))
     assert "\n" not in str(raised.value) and "\x00" not in str(raised.value)
     assert json.dumps("a\nb")[1:-1] in str(raised.value)
+
+
+def test_membership_links_match_by_project_id_or_number():
+    from meshops.fleet_state import registers
+
+    base = "//container.googleapis.com/projects/{}/locations/asia-northeast1/clusters/dev-cluster-1"
+    assert registers(base.format("my-project-123456"), "my-project-123456", "asia-northeast1", "dev-cluster-1")
+    assert registers(base.format("123456789012"), "my-project-123456", "asia-northeast1", "dev-cluster-1")
+    assert not registers(base.format("other-project-1"), "my-project-123456", "asia-northeast1", "dev-cluster-1")
+    assert not registers(base.format("my-project-123456") + "-2", "my-project-123456", "asia-northeast1", "dev-cluster-1")
+    assert not registers(base.format("my-project-123456").replace("asia-northeast1", "asia-northeast1-a"),
+                         "my-project-123456", "asia-northeast1", "dev-cluster-1")

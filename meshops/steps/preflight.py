@@ -11,7 +11,7 @@ from typing import Any
 
 from meshops import gcloud
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
-from meshops.fleet_state import mesh_state
+from meshops.fleet_state import mesh_state, registers
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.release_channel import current_channel
@@ -30,8 +30,8 @@ def commands(inp: StepInput) -> list[list[str]]:
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system")]
 
 
-def _link_suffix(ctx: StepContext) -> str:
-    return f"/projects/{ctx.project}/locations/{ctx.location}/clusters/{ctx.cluster}"
+def _registers(link: str, ctx: StepContext) -> bool:
+    return registers(link, ctx.project, ctx.location, ctx.cluster)
 
 
 def resolve_membership(ctx: StepContext, memberships: Any) -> str:
@@ -43,11 +43,11 @@ def resolve_membership(ctx: StepContext, memberships: Any) -> str:
         name = str(m.get("name", ""))
         short, location = name.rsplit("/", 1)[-1], (name.split("/locations/", 1)[-1].split("/", 1)[0] if "/locations/" in name else "")
         link = str(((m.get("endpoint") or {}).get("gkeCluster") or {}).get("resourceLink", ""))
-        if link.endswith(_link_suffix(ctx)):
+        if _registers(link, ctx):
             pointing.append(f"{short} ({location})")
         if short == ctx.membership and location == ctx.membership_location:
             configured = link
-    if configured is not None and configured.endswith(_link_suffix(ctx)):
+    if configured is not None and _registers(configured, ctx):
         return ctx.membership
     if pointing:
         raise StepFailed(f"cluster {ctx.cluster}: configured membership {ctx.membership} ({ctx.membership_location}) "
