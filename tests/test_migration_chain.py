@@ -299,3 +299,14 @@ def test_every_step_has_a_plan_entry_and_options_that_exist():
     for name, step in STEPS.items():
         assert set(step.OPTIONS) <= set(Options.__dataclass_fields__), name
         assert step.commands(StepInput(context(), Options(), Decision.placeholder(context()))), name
+
+
+def test_pods_injected_through_the_default_tag_count_as_on_its_revision():
+    from meshops.steps.verify import pod_revision, revision_tags
+
+    hooks = [{"metadata": {"name": "istio-revision-tag-default", "labels": {"istio.io/rev": "asm-managed"}}},
+             {"metadata": {"name": "istiod-asm-managed", "labels": {"istio.io/rev": "asm-managed"}}}]
+    pod = {"metadata": {"annotations": {"sidecar.istio.io/status": json.dumps({"revision": "default"})}}}
+    tags = revision_tags(hooks)
+    assert tags == {"default": "asm-managed"}
+    assert tags.get(pod_revision(pod), pod_revision(pod)) == "asm-managed"

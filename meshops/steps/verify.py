@@ -12,7 +12,7 @@ from meshops import gcloud
 from meshops.context import StepInput, revision_of
 from meshops.fleet_state import mesh_state
 from meshops.inventory import SIDECAR, injected_pods
-from meshops.kube import PLAN_KUBE, cluster_access
+from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import StepFailed, Tools
 from meshops.steps.wait_ready import delays
 
@@ -25,7 +25,8 @@ DATA_PLANE_WAIT = 300
 
 
 def commands(inp: StepInput) -> list[list[str]]:
-    return [gcloud.describe_mesh(inp.ctx.fleet_project), gcloud.describe_cluster(inp.ctx), PLAN_KUBE.get("pods", all_namespaces=True)]
+    return [gcloud.describe_mesh(inp.ctx.fleet_project), gcloud.describe_cluster(inp.ctx), PLAN_KUBE.get("pods", all_namespaces=True),
+            PLAN_KUBE.get("mutatingwebhookconfigurations")]
 
 
 def pod_revision(pod: dict) -> str:
@@ -37,6 +38,18 @@ def pod_revision(pod: dict) -> str:
         except ValueError:
             pass
     return str((meta.get("labels") or {}).get("istio.io/rev", ""))
+
+
+def revision_tags(webhooks: list[dict]) -> dict[str, str]:
+    """Revision tag -> revision, from the `istio-revision-tag-<tag>` webhooks: a pod injected
+    through the default tag may record the tag instead of the revision."""
+    tags = {}
+    for hook in webhooks:
+        meta = hook.get("metadata") or {}
+        name, revision = str(meta.get("name", "")), (meta.get("labels") or {}).get("istio.io/rev")
+        if name.startswith("istio-revision-tag-") and revision:
+            tags[name.removeprefix("istio-revision-tag-")] = revision
+    return tags
 
 
 def proxy_image(pod: dict) -> str:
@@ -52,8 +65,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     expected = revision_of(ctx.channel)
     with cluster_access(ctx, tools.runner) as kube:
         pods = injected_pods(tools.runner, kube)
+        tags = revision_tags(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
     images = Counter(proxy_image(p) for p in pods)
-    stale = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in pods if pod_revision(p) != expected)
+    stale = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in pods
+                   if tags.get(pod_revision(p), pod_revision(p)) != expected)
     start = tools.now()
     for delay in delays():
         state = mesh_state(tools.describe_mesh(ctx.fleet_project), ctx.membership_location, inp.decision.membership)
