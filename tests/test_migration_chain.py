@@ -310,3 +310,14 @@ def test_pods_injected_through_the_default_tag_count_as_on_its_revision():
     tags = revision_tags(hooks)
     assert tags == {"default": "asm-managed"}
     assert tags.get(pod_revision(pod), pod_revision(pod)) == "asm-managed"
+
+
+def test_purge_refuses_to_destroy_user_workloads_in_istio_system():
+    world, cluster, chain = field_report_run()
+    cluster.put("deployments", {"metadata": {"name": "istio-ingressgateway", "namespace": "istio-system"}, "spec": {"replicas": 2}})
+    with pytest.raises(StepFailed, match=r"refusing to purge cluster dev-cluster-1: .*istio-system/deployment/istio-ingressgateway"):
+        chain.up()
+    assert ("namespaces", "", "istio-system") in cluster.objects
+    assert ("customresourcedefinitions", "", "virtualservices.networking.istio.io") in cluster.objects
+    assert ("deployments", "istio-system", "istio-ingressgateway") in cluster.objects
+    assert chain.state.keys() >= {"preflight", "backup", "uninject"} and "purge" not in chain.state

@@ -20,7 +20,7 @@ from meshops.process import Runner, StepFailed, Tools
 from meshops.steps.common import skipped
 
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
-STOPS = 'no verified backup; objects still coming back after 5 rounds'
+STOPS = 'no verified backup; workloads of yours in istio-system or asm-system; objects still coming back after 5 rounds'
 NEEDS_DECISION = True
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("stack", "backup_uri", "purge_crds")
@@ -39,6 +39,7 @@ _WEBHOOK_LABELS = ("istio.io/rev", "istio.io/tag", "operator.istio.io/component"
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     found = [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
+             *(k.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES),
              k.get("customresourcedefinitions"), k.get("mutatingwebhookconfigurations"), k.get("validatingwebhookconfigurations"),
              k.delete("mutatingwebhookconfigurations", ["<istio-webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio-webhook>"]),
              k.get(CPR, namespace="istio-system"), k.delete(CPR, ["<revision>"], "istio-system"),
@@ -62,6 +63,23 @@ def is_istio_webhook(webhook: dict) -> bool:
 
 def _names(objs: list[dict]) -> list[str]:
     return sorted(o["metadata"]["name"] for o in objs)
+
+
+# Managed Cloud Service Mesh runs nothing of its own in these namespaces except this one;
+# anything else there (an ingress gateway, say) is the user's and is not in the backup.
+EXPECTED_WORKLOADS = {("asm-system", "canonical-service-controller-manager")}
+
+
+def user_workloads(runner: Runner, kube: Kube) -> list[str]:
+    """Deployments, StatefulSets and DaemonSets in istio-system/asm-system that deleting
+    those namespaces would destroy."""
+    found = []
+    for namespace in MESH_NAMESPACES:
+        for obj in items(runner, kube.get("deployments,statefulsets,daemonsets", namespace=namespace)):
+            name = obj["metadata"]["name"]
+            if (namespace, name) not in EXPECTED_WORKLOADS:
+                found.append(f"{namespace}/{str(obj.get('kind', '')).lower()}/{name}")
+    return sorted(found)
 
 
 def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
@@ -119,6 +137,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: {error}") from None
     removed: list[str] = []
     with cluster_access(inp.ctx, tools.runner) as kube:
+        workloads = user_workloads(tools.runner, kube)
+        if workloads:
+            raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: deleting {' and '.join(MESH_NAMESPACES)} would destroy "
+                             f"workloads that are not in the backup: {', '.join(workloads[:5])}; move them to another namespace first")
         for round_number in range(1, MAX_ROUNDS + 1):
             found = purge_once(tools.runner, kube, inp.options.purge_crds)
             if not found:
