@@ -2,7 +2,8 @@
 
 Layout under `<location>/`: `objects/<plural>.<group>.json` (the sanitized objects of one
 kind), `namespaces.json` (injection labels), `configmaps.json` (the `istio-<revision>`
-mesh config maps) and `manifest.json`, written last, with counts and a sha256 per object
+mesh config maps), `archive.json` (every config map and secret of istio-system and
+asm-system, which the purge deletes; files are 0600) and `manifest.json`, written last, with counts and a sha256 per object
 and per file. A `gs://` location is staged locally, copied with `gcloud storage cp`, and
 copied back to verify.
 """
@@ -23,7 +24,7 @@ from meshops.objects import canonical, digest, sanitize
 from meshops.process import Runner, StepFailed
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: archive.json
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Backup:
     objects: dict[str, list[dict]] = field(default_factory=dict)  # resource -> sanitized objects
     namespaces: dict[str, dict[str, str]] = field(default_factory=dict)  # namespace -> injection labels
     configmaps: list[dict] = field(default_factory=list)
+    archive: list[dict] = field(default_factory=list)
+    """Config maps and secrets of istio-system/asm-system: the purge deletes those
+    namespaces, so they are kept here (not restored automatically)."""
 
     @property
     def object_count(self) -> int:
@@ -54,6 +58,7 @@ def _files(backup: Backup) -> dict[str, bytes]:
     files = {f"objects/{resource}.json": canonical(objs) for resource, objs in sorted(backup.objects.items())}
     files["namespaces.json"] = canonical(backup.namespaces)
     files["configmaps.json"] = canonical(backup.configmaps)
+    files["archive.json"] = canonical(backup.archive)
     return files
 
 
@@ -66,6 +71,7 @@ def _manifest(backup: Backup, files: dict[str, bytes]) -> dict[str, Any]:
         "run_id": backup.run_id,
         "counts": {resource: len(objs) for resource, objs in sorted(backup.objects.items())},
         "total": backup.object_count,
+        "archived": len(backup.archive),
         "objects": [
             {"resource": resource, "namespace": o["metadata"].get("namespace", ""), "name": o["metadata"].get("name", ""),
              "sha256": digest(o)}
@@ -112,6 +118,9 @@ def _read_local(folder: Path) -> Backup:
                       for name in manifest["files"] if name.startswith("objects/")}
     backup.namespaces = json.loads((folder / "namespaces.json").read_bytes())
     backup.configmaps = json.loads((folder / "configmaps.json").read_bytes())
+    backup.archive = json.loads((folder / "archive.json").read_bytes())
+    if len(backup.archive) != manifest.get("archived"):
+        raise StepFailed(f"backup at {where}: archive.json does not match the manifest's count")
     actual = sorted((resource, o["metadata"].get("namespace", ""), o["metadata"].get("name", ""), digest(o))
                     for resource, objs in backup.objects.items() for o in objs)
     expected_objects = sorted((e["resource"], e["namespace"], e["name"], e["sha256"]) for e in manifest["objects"])

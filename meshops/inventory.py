@@ -48,6 +48,8 @@ def collect(runner: Runner, kube: Kube, cluster: str, from_channel: str, to_chan
     backup.objects = live_objects(runner, kube, kinds)
     backup.namespaces = injection_labels(runner, kube)
     backup.configmaps = mesh_configmaps(runner, kube, {from_revision})
+    backup.archive = [o for ns in ("istio-system", "asm-system")
+                      for o in sanitized(items(runner, kube.get("configmaps,secrets", namespace=ns)))]
     return backup
 
 

@@ -40,6 +40,7 @@ ISTIO_KINDS = {
 MESH_KINDS = [("controlplanerevisions", "ControlPlaneRevision", True), ("dataplanecontrols", "DataPlaneControl", False)]
 BUILTIN = {  # resource -> (kind, apiVersion, namespaced)
     "namespaces": ("Namespace", "v1", False), "configmaps": ("ConfigMap", "v1", True), "pods": ("Pod", "v1", True),
+    "secrets": ("Secret", "v1", True),
     "deployments": ("Deployment", "apps/v1", True), "statefulsets": ("StatefulSet", "apps/v1", True),
     "daemonsets": ("DaemonSet", "apps/v1", True), "replicasets": ("ReplicaSet", "apps/v1", True),
     "mutatingwebhookconfigurations": ("MutatingWebhookConfiguration", "admissionregistration.k8s.io/v1", False),

@@ -159,8 +159,18 @@ def test_purge_keeps_crds_when_asked():
 
 
 def clean_run_profile() -> tuple[dict, dict[str, int]]:
-    world, cluster, chain = field_report_run()
-    chain.up()
+    """An uninterrupted run, made once at import, in a throwaway folder."""
+    import os
+    import tempfile
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        try:
+            world, cluster, chain = field_report_run()
+            chain.up()
+        finally:
+            os.chdir(here)
     return end_state(world, cluster), chain.calls_by_step
 
 
@@ -321,3 +331,18 @@ def test_purge_refuses_to_destroy_user_workloads_in_istio_system():
     assert ("customresourcedefinitions", "", "virtualservices.networking.istio.io") in cluster.objects
     assert ("deployments", "istio-system", "istio-ingressgateway") in cluster.objects
     assert chain.state.keys() >= {"preflight", "backup", "uninject"} and "purge" not in chain.state
+
+
+def test_what_istio_system_holds_besides_istio_objects_is_archived_before_the_purge():
+    world, cluster, chain = field_report_run()
+    cluster.put("configmaps", {"metadata": {"name": "my-settings", "namespace": "istio-system"}, "data": {"a": "b"}})
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gateway-tls", "namespace": "istio-system"},
+              "data": {"tls.crt": "Y2VydA=="}}
+    cluster.objects[("secrets", "istio-system", "gateway-tls")] = secret
+    results = chain.up()
+    assert results["backup"]["archived"] >= 3
+    (archive,) = Path("backups").rglob("archive.json")
+    names = {o["metadata"]["name"] for o in json.loads(archive.read_text())}
+    assert {"my-settings", "gateway-tls", "istio-asm-managed-rapid"} <= names
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    assert ("secrets", "istio-system", "gateway-tls") not in cluster.objects, "the purge deleted it; the archive holds it"

@@ -13,7 +13,7 @@ from meshops.kube import PLAN_KUBE, cluster_access
 from meshops.process import StepFailed, Tools
 from meshops.steps.common import skipped
 
-SUMMARY = 'Backs up every *.istio.io object, namespace injection labels and the istio-<revision> config maps; reads the backup back and verifies counts and sha256.'
+SUMMARY = 'Backs up every *.istio.io object, namespace injection labels, the istio-<revision> config maps and (archive only) every config map and secret of istio-system and asm-system; reads the backup back and verifies counts and sha256.'
 STOPS = 'a backup that does not verify'
 NEEDS_DECISION = True
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
@@ -24,7 +24,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     return [gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"),
-            k.get("configmaps", namespace="istio-system"), *BackupStore(inp.backup_location(), print).plan_commands()]
+            k.get("configmaps", namespace="istio-system"), k.get("configmaps,secrets", namespace="istio-system"),
+            k.get("configmaps,secrets", namespace="asm-system"), *BackupStore(inp.backup_location(), print).plan_commands()]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -48,4 +49,4 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     counts = {resource: len(objs) for resource, objs in sorted(backup.objects.items()) if objs}
     tools.log(f"[{inp.ctx.cluster}] backup: {backup.object_count} objects in {len(backup.objects)} kinds verified at {location}")
     return {"cluster": inp.ctx.cluster, "location": location, "objects": backup.object_count, "counts": counts,
-            "namespaces": sorted(backup.namespaces), "reused": False}
+            "namespaces": sorted(backup.namespaces), "archived": len(backup.archive), "reused": False}

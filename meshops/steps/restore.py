@@ -87,5 +87,9 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                          f"(first: {', '.join(wrong[:5])}); the backup is at {inp.backup_location()}")
     restored = sum(len(backup.objects[k.resource]) for k in restored_kinds)
     tools.log(f"[{inp.ctx.cluster}] restore: {restored} objects re-applied and verified by digest; namespaces created: {len(namespaces)}")
+    if backup.archive:
+        tools.log(f"[{inp.ctx.cluster}] restore: {len(backup.archive)} config maps/secrets of istio-system and asm-system stay "
+                  f"in the backup's archive.json (not re-applied: the new control plane owns those namespaces)")
     return {"cluster": inp.ctx.cluster, "restored": restored, "verified": True, "archived_kinds": archived,
+            "archived_objects": len(backup.archive),
             "created_namespaces": [n["metadata"]["name"] for n in namespaces]}
