@@ -94,3 +94,15 @@ def test_preflight_prints_only_its_decision_on_stdout(monkeypatch, capsys, tmp_p
     decision = json.loads(out)
     assert decision["action"] == "migrate" and decision["from_revision"] == "asm-managed-rapid"
     assert out.count("\n") == 1, "stdout is the decision alone: later steps read it from Pulumi state"
+
+
+def test_steps_need_nothing_beyond_the_standard_library():
+    """`pulumi up` runs steps with whatever python3 is on PATH, so no step may import a
+    third-party package: import every step with site-packages switched off (-S)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import meshops.__main__, meshops.steps; "
+            "from meshops.steps import STEPS; print(len(STEPS))")
+    done = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "13"
+    assert "pulumi" not in subprocess.run([sys.executable, "-S", "-c", code + "; print(sorted(m for m in sys.modules if m.startswith(('pulumi', 'yaml', 'ruamel'))))",
+                                           str(ROOT)], capture_output=True, text=True, timeout=60).stdout
