@@ -173,12 +173,18 @@ class BackupStore:
             return False
         return True
 
-    def plan_commands(self) -> list[list[str]]:
-        if not self.remote:
-            return []
-        parent = self.location.rsplit("/", 1)[0] + "/"
-        return [gcloud.storage_copy("<staging>/" + self.location.rsplit("/", 1)[1], parent),
-                gcloud.storage_copy(self.location, "<staging>/")]
+
+def planned_reads(location: str) -> list[list[str]]:
+    """The CLI calls of `read_verified` (for the plan): a copy back from a gs:// location."""
+    return [gcloud.storage_copy(location, "<staging>/")] if location.startswith("gs://") else []
+
+
+def planned_writes(location: str) -> list[list[str]]:
+    """The CLI calls of `write` then `read_verified` (for the plan)."""
+    if not location.startswith("gs://"):
+        return []
+    parent, run_folder = location.rsplit("/", 1)
+    return [gcloud.storage_copy(f"<staging>/{run_folder}", parent + "/"), *planned_reads(location)]
 
 
 def sanitized(objs: list[dict]) -> list[dict]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud
-from meshops.backup_store import BackupStore
+from meshops.backup_store import BackupStore, planned_writes
 from meshops.context import StepInput
 from meshops.inventory import collect
 from meshops.kube import PLAN_KUBE, cluster_access
@@ -25,7 +25,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     return [gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"),
             k.get("configmaps", namespace="istio-system"), k.get("configmaps,secrets", namespace="istio-system"),
-            k.get("configmaps,secrets", namespace="asm-system"), *BackupStore(inp.backup_location(), print).plan_commands()]
+            k.get("configmaps,secrets", namespace="asm-system"), *planned_writes(inp.backup_location())]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:

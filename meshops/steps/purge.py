@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud
-from meshops.backup_store import BackupStore
+from meshops.backup_store import BackupStore, planned_reads
 from meshops.context import StepInput
 from meshops.inventory import crds
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
@@ -38,7 +38,7 @@ _WEBHOOK_LABELS = ("istio.io/rev", "istio.io/tag", "operator.istio.io/component"
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    found = [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
+    found = [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx),
              *(k.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES),
              k.get("customresourcedefinitions"), k.get("mutatingwebhookconfigurations"), k.get("validatingwebhookconfigurations"),
              k.delete("mutatingwebhookconfigurations", ["<istio-webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio-webhook>"]),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud
-from meshops.backup_store import BackupStore
+from meshops.backup_store import BackupStore, planned_reads
 from meshops.context import StepInput, channel_of_revision
 from meshops.inventory import restart, workloads_in
 from meshops.kube import PLAN_KUBE, cluster_access, items
@@ -23,7 +23,7 @@ OPTIONS = ("stack", "backup_uri", "restart_workloads")
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    found = [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
+    found = [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx),
              k.get("namespaces"), k.label_namespace("<namespace>", {"istio-injection": "enabled"}, ["istio.io/rev"])]
     if inp.options.restart_workloads:
         found += [k.get("deployments,statefulsets,daemonsets", all_namespaces=True), k.restart("<namespace>", ["<kind>/<name>"])]

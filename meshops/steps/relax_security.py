@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud
-from meshops.backup_store import BackupStore
+from meshops.backup_store import BackupStore, planned_reads
 from meshops.context import StepInput
 from meshops.inventory import crds
 from meshops.kube import PLAN_KUBE, cluster_access, items
@@ -30,7 +30,9 @@ def commands(inp: StepInput) -> list[list[str]]:
                   k.merge_patch(PEER_AUTHENTICATION, "<name>", "<namespace>", {"spec": {"mtls": {"mode": "PERMISSIVE"}}})]
     if inp.options.remove_authorization_policies:
         found += [k.get(AUTHORIZATION_POLICY, all_namespaces=True), k.delete(AUTHORIZATION_POLICY, ["<name>"], "<namespace>")]
-    return [gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"), *found]
+    if not found:
+        return []
+    return [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"), *found]
 
 
 def permissive_patch(pa: dict) -> dict | None:

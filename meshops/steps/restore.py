@@ -11,7 +11,7 @@ import tempfile
 from typing import Any
 
 from meshops import gcloud
-from meshops.backup_store import Backup, BackupStore
+from meshops.backup_store import Backup, BackupStore, planned_reads
 from meshops.context import StepInput
 from meshops.inventory import crds, live_objects
 from meshops.kube import PLAN_KUBE, cluster_access, items
@@ -28,7 +28,7 @@ OPTIONS = ("stack", "backup_uri")
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    return [*BackupStore(inp.backup_location(), print).plan_commands()[1:], gcloud.describe_cluster(inp.ctx),
+    return [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx),
             k.get("customresourcedefinitions"), k.get("namespaces"), k.apply("<restore-manifest>"),
             k.get("<backed-up-resource>", all_namespaces=True)]
 
