@@ -16,8 +16,17 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
+from components.migration import StepSpec
 from meshops.context import Options, StepContext, command_line
 from meshops.steps import environment_for
+
+
+def channel_spec(ctx: StepContext) -> StepSpec:
+    """Unlike the chain's steps this one is meant to run on an update: a new target channel
+    is an input change (no triggers), and its `update` is the step itself, which reads the
+    channel first and changes it only when it differs."""
+    return StepSpec(step="release-channel", create=command_line("release-channel"), update=command_line("release-channel"),
+                    delete=None, environment=environment_for("release-channel", ctx, Options()))
 
 
 class ReleaseChannel(pulumi.ComponentResource):
@@ -27,10 +36,12 @@ class ReleaseChannel(pulumi.ComponentResource):
 
     def __init__(self, name: str, ctx: StepContext, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-mesh:channel:ReleaseChannel", name, None, opts)
+        spec = channel_spec(ctx)
         self.command = command.local.Command(
             f"{ctx.cluster}-release-channel",
-            create=command_line("release-channel"),
-            environment=environment_for("release-channel", ctx, Options()),
+            create=spec.create,
+            update=spec.update,
+            environment=spec.environment,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
         self.register_outputs({"channel": ctx.channel})

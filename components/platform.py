@@ -62,7 +62,7 @@ class ClusterMesh(pulumi.ComponentResource):
         chain = None
         if cluster.migration.enabled:
             chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(cluster, settings.stack),
-                                   cluster.migration.reregister_membership, [*base, *wait_for], opts=child)
+                                   cluster.migration.reregister_membership, cluster.migration.rerun, [*base, *wait_for], opts=child)
         self.chain = chain
         channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [chain.last_before_channel] if chain else base, opts=child)
         if chain:
@@ -102,7 +102,7 @@ def step_options(cluster: Cluster, stack: str) -> Options:
     m = cluster.migration
     return Options(stack=stack, backup_uri=m.backup_uri, relax_security=m.relax_security,
                    remove_authorization_policies=m.remove_authorization_policies, restart_workloads=m.restart_workloads,
-                   purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds)
+                   purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds, allow_local_backup=m.allow_local_backup)
 
 
 class MeshPlatform(pulumi.ComponentResource):

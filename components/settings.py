@@ -78,6 +78,11 @@ class Migration:
     purge_crds: bool = True
     wait_timeout_seconds: int = 1800
     max_parallel: int | None = None
+    allow_local_backup: bool = False
+    """Accept a local backupUri on a CI runner (whose disk, and backup, go with the job)."""
+    rerun: str = ""
+    """Any new value runs every step of the chain again (it is in each step's `triggers`);
+    preflight then resumes an in-flight migration or skips an aligned cluster."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,10 @@ def _duration(key: str, value: Any) -> int:
     return seconds
 
 
+_RERUN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_RERUN_RULE = "1-63 letters, digits, '.', '_' or '-' (e.g. a date: 2026-11-26)"
+
+
 def _backup_uri(key: str, value: Any) -> str:
     rule = "a gs://bucket/prefix URI or a relative folder of letters, digits, '.', '_', '-' and '/' (no '..'), at most 200 characters"
     if not isinstance(value, str):
@@ -265,6 +274,8 @@ _MIGRATION_KEYS = {
     "purgeCrds": ("purge_crds", _boolean),
     "waitTimeout": ("wait_timeout_seconds", _duration),
     "maxParallel": ("max_parallel", lambda key, value: _whole(key, value, 1, 1000)),
+    "allowLocalBackup": ("allow_local_backup", _boolean),
+    "rerun": ("rerun", lambda key, value: _string(key, value, _RERUN_RE, _RERUN_RULE)),
 }
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from meshops.context import ContextError, Decision, StepInput
+from meshops.context import ContextError
 from meshops.process import StepFailed, Tools
 from meshops.steps import STEPS
 
@@ -43,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     rollout.add_argument("--dir", type=Path, default=Path("."), help="the Pulumi project folder (default: here)")
     for name in STEPS:
         sub.add_parser(name, help=f"run the {name} step (normally run by `pulumi up`)")
+    keep = sub.add_parser("keep", help="a step's update: print its previous result, run nothing (normally run by `pulumi up`)")
+    keep.add_argument("step", choices=[*STEPS, "guard"])
+    sub.add_parser("guard", help="hold a cluster for this stack (normally run by `pulumi up`)")
+    sub.add_parser("guard-delete", help="release a cluster; refuses while its migration is in flight (run by `pulumi destroy`)")
     return parser
 
 
@@ -106,23 +109,29 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step(name: str) -> int:
-    """Run one step; stdout is its one JSON result (progress goes to stderr)."""
-    step = STEPS[name]
+def _run(words: list[str]) -> int:
+    """Run one step (or a step's `keep`, or the guard); stdout is its one JSON result,
+    progress goes to stderr, a failure is one line on stderr."""
+    from meshops.execute import execute
+    from meshops.keep import KeepError
+
+    name = words[0] if words[0] != "keep" else f"keep {words[1]}"
+    cluster = os.environ.get("GKE_MESH_CLUSTER", "?")
     try:
-        inp = StepInput.from_environment(os.environ, needs_decision=step.NEEDS_DECISION)
-    except ContextError as error:
+        out = execute(words, os.environ, Tools())
+    except (ContextError, KeepError) as error:
         print(f"meshops {name}: {error}", file=sys.stderr)
         return 1
-    try:
-        result = step.run(inp, Tools())
     except StepFailed as error:
-        print(f"meshops {name} [{inp.ctx.cluster}]: {error}; then re-run `pulumi up`: it resumes at this step", file=sys.stderr)
+        print(f"meshops {name} [{cluster}]: {error}; then re-run `pulumi up`: it resumes at this step", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"meshops {name} [{inp.ctx.cluster}]: interrupted; re-run `pulumi up`: it resumes at this step", file=sys.stderr)
+        print(f"meshops {name} [{cluster}]: interrupted; re-run `pulumi up`: it resumes at this step", file=sys.stderr)
         return 130
-    print(result.to_json() if isinstance(result, Decision) else json.dumps(result, sort_keys=True))
+    if words[0] == "keep":
+        print(f"meshops {words[1]} [{cluster}]: inputs changed, result kept: a step runs only when the target channel "
+              "or gke-mesh:migration.rerun changes", file=sys.stderr)
+    print(out)
     return 0
 
 
@@ -134,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return _promote(args)
     if args.command == "rollout":
         return _rollout(args)
-    return _step(args.command)
+    return _run([args.command, args.step] if args.command == "keep" else [args.command])
 
 
 if __name__ == "__main__":

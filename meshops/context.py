@@ -16,6 +16,9 @@ from typing import Any, Mapping
 
 PREFIX = "GKE_MESH_"
 DECISION_KEY = PREFIX + "DECISION"
+BACKUP_KEY = PREFIX + "BACKUP_FROM"
+"""The stdout of the step that produced this run's backup reference (backup, or purge
+after a drift supplement), from Pulumi state: the one source of the backup's location."""
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._/:@=,-]*")
 _CHANNELS = ("rapid", "regular", "stable")
 
@@ -66,6 +69,7 @@ class Options:
     restart_workloads: bool = True
     purge_crds: bool = True
     wait_timeout_seconds: int = 1800
+    allow_local_backup: bool = False
 
     def environment(self, names: tuple[str, ...]) -> dict[str, str]:
         """Only the options `names`, as environment variables."""
@@ -111,6 +115,11 @@ class Decision:
     implementation: str
     run_id: str
     control_plane_state: str = "UNKNOWN"
+    stack: str = ""
+    resumed: bool = False
+    """True when preflight found this stack's record in flight and carries on with its run."""
+    backup: dict | None = None
+    """The recorded backup reference (location, manifest_sha256) when resuming after it was taken."""
 
     @property
     def migrate(self) -> bool:
@@ -158,19 +167,32 @@ class StepInput:
     ctx: StepContext
     options: Options = field(default_factory=Options)
     decision: Decision | None = None
+    backup_from: dict | None = None
+    """The producing step's result: {"backup": {location, manifest_sha256}, ...} or a skip."""
+    process_env: Mapping[str, str] = field(default_factory=dict)
+    """The rest of the step's environment (CI markers), read by checks that depend on where it runs."""
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str], needs_decision: bool) -> "StepInput":
-        decision = None
+    def from_environment(cls, env: Mapping[str, str], needs_decision: bool, needs_backup: bool = False) -> "StepInput":
+        decision = backup_from = None
         if needs_decision:
             text = env.get(DECISION_KEY, "")
             if not text:
                 raise ContextError(f"environment variable {DECISION_KEY} is missing; run steps through `pulumi up`")
             decision = Decision.from_json(text)
-        return cls(StepContext.from_environment(env), Options.from_environment(env), decision)
+        if needs_backup:
+            try:
+                backup_from = json.loads(env.get(BACKUP_KEY, ""))
+            except ValueError:
+                raise ContextError(f"environment variable {BACKUP_KEY} is missing or not JSON; run steps through `pulumi up`") from None
+            if not isinstance(backup_from, dict):
+                raise ContextError(f"environment variable {BACKUP_KEY} is not a step result; run steps through `pulumi up`")
+        markers = {k: env[k] for k in ("CI", "GITHUB_ACTIONS") if k in env}
+        return cls(StepContext.from_environment(env), Options.from_environment(env), decision, backup_from, markers)
 
-    def backup_location(self) -> str:
-        """Where this run's backup lives: <backupUri>/<stack>/<cluster>/<from>-to-<to>/<run-id>."""
+    def new_backup_location(self) -> str:
+        """Where a new backup of this run goes: <backupUri>/<stack>/<cluster>/<from>-to-<to>/<run-id>.
+        Only the backup step uses it; every later step reads the location from state."""
         decision = self.decision or Decision.placeholder(self.ctx)
         base = self.options.backup_uri.rstrip("/")
         return f"{base}/{self.options.stack}/{self.ctx.cluster}/{decision.from_channel}-to-{decision.to_channel}/{decision.run_id}"

@@ -50,5 +50,14 @@ def list_enabled_services(project: str) -> list[str]:
     return ["gcloud", "services", "list", "--enabled", f"--project={project}", "--format=json"]
 
 
-def storage_copy(source: str, destination: str) -> list[str]:
-    return ["gcloud", "storage", "cp", "--recursive", source, destination]
+def storage_write(url: str) -> list[str]:
+    """Write stdin to one object (`-` streams: no local copy of the backup)."""
+    return ["gcloud", "storage", "cp", "-", url]
+
+
+def storage_read(url: str) -> list[str]:
+    return ["gcloud", "storage", "cat", url]
+
+
+def describe_bucket(bucket: str) -> list[str]:
+    return ["gcloud", "storage", "buckets", "describe", bucket, "--format=json"]

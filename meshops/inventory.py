@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from meshops.backup_store import Backup, sanitized
@@ -11,6 +12,10 @@ from meshops.process import Runner
 
 INJECTION_LABELS = ("istio-injection", "istio.io/rev")
 SIDECAR = "istio-proxy"
+MESH_NAMESPACES = ("istio-system", "asm-system")
+# Managed Cloud Service Mesh runs nothing of its own in these namespaces except this one;
+# anything else there (an ingress gateway, say) is the user's and is not in the backup.
+EXPECTED_WORKLOADS = {("asm-system", "canonical-service-controller-manager")}
 
 
 def crds(runner: Runner, kube: Kube) -> list[dict]:
@@ -47,6 +52,7 @@ def collect(runner: Runner, kube: Kube, cluster: str, from_channel: str, to_chan
     backup = Backup(cluster, from_channel, to_channel, run_id)
     backup.objects = live_objects(runner, kube, kinds)
     backup.namespaces = injection_labels(runner, kube)
+    backup.injected = dict(sorted(Counter(p["metadata"].get("namespace", "") for p in injected_pods(runner, kube)).items()))
     backup.configmaps = mesh_configmaps(runner, kube, {from_revision})
     backup.archive = [o for ns in ("istio-system", "asm-system")
                       for o in sanitized(items(runner, kube.get("configmaps,secrets", namespace=ns)))]
@@ -109,3 +115,15 @@ def restart(runner: Runner, kube: Kube, workloads: set[Workload]) -> list[str]:
     for ns, refs in sorted(by_ns.items()):
         runner(kube.restart(ns, refs))
     return sorted(f"{w.namespace}/{w.ref}" for w in workloads)
+
+
+def user_workloads(runner: Runner, kube: Kube) -> list[str]:
+    """Deployments, StatefulSets and DaemonSets in istio-system/asm-system that deleting
+    those namespaces would destroy (they are not Istio objects, so not in the backup)."""
+    found = []
+    for namespace in MESH_NAMESPACES:
+        for obj in items(runner, kube.get("deployments,statefulsets,daemonsets", namespace=namespace)):
+            name = obj["metadata"]["name"]
+            if (namespace, name) not in EXPECTED_WORKLOADS:
+                found.append(f"{namespace}/{str(obj.get('kind', '')).lower()}/{name}")
+    return sorted(found)

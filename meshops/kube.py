@@ -54,9 +54,24 @@ class Kube:
         return [*self._base(), "patch", resource, name, f"--namespace={namespace}", "--type=merge",
                 f"--patch={json.dumps(patch, sort_keys=True, separators=(',', ':'))}"]
 
-    def apply(self, manifest_file: str) -> list[str]:
-        return [*self._base(), "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}",
-                f"--filename={manifest_file}"]
+    def get_one(self, resource: str, name: str, namespace: str) -> list[str]:
+        """One object as JSON; prints nothing when it does not exist."""
+        return [*self._base(), "get", resource, name, f"--namespace={namespace}", "--ignore-not-found=true", "--output=json"]
+
+    def apply(self) -> list[str]:
+        """Server-side apply of the JSON list given on stdin (no file holds cluster data)."""
+        return [*self._base(), "apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}", "--filename=-"]
+
+    def create(self) -> list[str]:
+        """Create the object given on stdin; fails if it exists (the record's lock)."""
+        return [*self._base(), "create", "--filename=-", "--output=json"]
+
+    def replace(self) -> list[str]:
+        """Replace the object given on stdin; its resourceVersion makes a concurrent change fail."""
+        return [*self._base(), "replace", "--filename=-", "--output=json"]
+
+    def rollout_status(self, namespace: str, workload: str, timeout_seconds: int) -> list[str]:
+        return [*self._base(), "rollout", "status", workload, f"--namespace={namespace}", f"--timeout={timeout_seconds}s"]
 
 
 PLAN_KUBE = Kube("<kubeconfig>")

@@ -90,3 +90,16 @@ def identity(obj: dict) -> tuple[str, str, str, str]:
     metadata = obj.get("metadata") or {}
     group = str(obj.get("apiVersion", "")).rsplit("/", 1)[0] if "/" in str(obj.get("apiVersion", "")) else ""
     return group, str(obj.get("kind", "")), str(metadata.get("namespace", "")), str(metadata.get("name", ""))
+
+
+def merge_patch(target: dict, patch: dict) -> dict:
+    """`target` with a JSON merge patch (RFC 7386) applied; neither argument changes."""
+    result = json.loads(json.dumps(target))
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_patch(result[key], value)
+        else:
+            result[key] = json.loads(json.dumps(value))
+    return result

@@ -31,8 +31,10 @@ class StepFailed(Exception):
     """A step cannot go on. The message is one line: what failed and what to do."""
 
 
-Runner = Callable[[Sequence[str]], str]
-"""Runs an argv list and returns its stdout; raises StepFailed. Tests pass a fake."""
+Runner = Callable[..., str]
+"""`runner(argv, input=None)`: runs an argv list (with `input` on its standard input, so
+cluster data never touches a temp file) and returns its stdout; raises StepFailed. Tests
+pass a fake."""
 
 
 def shown(argv: Sequence[str]) -> str:
@@ -48,12 +50,13 @@ def cause_of(stderr_line: str) -> str:
     return ""
 
 
-def run(argv: Sequence[str], timeout: int = DEFAULT_TIMEOUT) -> str:
-    """Run `argv` (never through a shell) and return stdout."""
+def run(argv: Sequence[str], input: str | None = None, timeout: int = DEFAULT_TIMEOUT) -> str:
+    """Run `argv` (never through a shell), `input` on its stdin, and return stdout."""
     if shutil.which(argv[0]) is None:
         raise StepFailed(f"{argv[0]} is not on PATH; {_INSTALL_HINTS.get(argv[0], 'install it')}")
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise StepFailed(f"`{shown(argv)}` did not finish within {timeout}s; check network access to Google Cloud and the cluster") from None
     if done.returncode != 0:
@@ -62,9 +65,9 @@ def run(argv: Sequence[str], timeout: int = DEFAULT_TIMEOUT) -> str:
     return done.stdout
 
 
-def run_json(runner: Runner, argv: Sequence[str]) -> Any:
+def run_json(runner: Runner, argv: Sequence[str], input: str | None = None) -> Any:
     """Run a command that prints JSON; a malformed answer is a StepFailed, not a traceback."""
-    out = runner(argv)
+    out = runner(argv, input=input) if input is not None else runner(argv)
     try:
         return json.loads(out) if out.strip() else None
     except ValueError:

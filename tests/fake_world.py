@@ -232,6 +232,8 @@ class FakeWorld:
         self.faults: list[Fault] = []
         self.log: list[str] = []
         self.gcs_root = gcs_root
+        self.bucket_settings: dict[str, dict] = {}
+        self.stdin: str | None = None
 
     # ------------------------------------------------------------------ set-up
     def add_cluster(self, name: str, location: str, channel: str, membership: str | None = None,
@@ -265,9 +267,10 @@ class FakeWorld:
         self.fail(lambda argv, target=target: len(self.calls) - 1 == target, f"injected fault at call {index}")
 
     # ------------------------------------------------------------------ runner
-    def __call__(self, argv) -> str:
+    def __call__(self, argv, input: str | None = None) -> str:
         argv = list(argv)
         self.calls.append(argv)
+        self.stdin = input
         for fault in self.faults:
             if fault.remaining and fault.matches(argv):
                 fault.remaining -= 1
@@ -352,8 +355,12 @@ class FakeWorld:
             return ""
         if words[:2] == ["services", "list"]:
             return [{"config": {"name": api}, "state": "ENABLED"} for api in sorted(self.enabled_apis)]
-        if words[:2] == ["storage", "cp"]:
-            return self._storage_copy(words[2], words[3])
+        if words[:2] == ["storage", "cp"] and words[2] == "-":
+            return self._storage_write(words[3])
+        if words[:2] == ["storage", "cat"]:
+            return self._storage_read(words[2])
+        if words[:3] == ["storage", "buckets", "describe"]:
+            return self._bucket(words[3])
         raise FakeError(f"fake gcloud does not know: {' '.join(args)}")
 
     def _mesh_entry(self, member: Membership) -> dict:
@@ -383,17 +390,32 @@ class FakeWorld:
         return {"name": f"projects/{self.fleet_project}/locations/global/features/servicemesh",
                 "membershipSpecs": specs, "membershipStates": states}
 
-    def _storage_copy(self, source: str, destination: str) -> str:
+    # gcloud storage: `cp - URL` writes stdin to one object, `cat URL` prints it (gcloud
+    # reference pages for `storage cp` and `storage cat`); a missing object fails with
+    # "One or more URLs matched no objects". Buckets answer `buckets describe` with the
+    # field names of gcloud's GcsBucketResource (command_lib/storage/resources/
+    # gcs_resource_reference.py).
+    def _gcs_path(self, url: str) -> Path:
         assert self.gcs_root is not None, "set gcs_root to use gs:// backups"
-        def local(uri: str) -> Path:
-            return self.gcs_root / uri.removeprefix("gs://") if uri.startswith("gs://") else Path(uri)
-        src = local(source.rstrip("/"))
-        if not src.exists():
-            raise FakeError(f"One or more URLs matched no objects: {source}")
-        target = local(destination) / src.name
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(src, target)
+        return self.gcs_root / url.removeprefix("gs://")
+
+    def _storage_write(self, url: str) -> str:
+        path = self._gcs_path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.stdin or "")
         return ""
+
+    def _storage_read(self, url: str) -> str:
+        path = self._gcs_path(url)
+        if not path.is_file():
+            raise FakeError(f"One or more URLs matched no objects: {url}")
+        return path.read_text()
+
+    def _bucket(self, url: str) -> dict:
+        name = url.removeprefix("gs://")
+        return {"name": name, **self.bucket_settings.get(name, {"uniform_bucket_level_access": True,
+                                                                "public_access_prevention": "enforced",
+                                                                "versioning_enabled": True})}
 
     # ------------------------------------------------------------------ kubectl
     def _kubectl(self, args: list[str]):
@@ -402,6 +424,32 @@ class FakeWorld:
         cluster = self._cluster_for_kubeconfig(flags["kubeconfig"])
         verb = words[0]
         namespace = None if "all-namespaces" in flags else flags.get("namespace")
+        if verb == "get" and len(words) == 3:
+            # `get KIND NAME --ignore-not-found -o json`: the object, or nothing when absent.
+            resource = ALIASES.get(words[1], words[1])
+            found = cluster.objects.get((resource, flags.get("namespace", ""), words[2]))
+            if found is None and "ignore-not-found" not in flags:
+                raise FakeError(f'Error from server (NotFound): {resource} "{words[2]}" not found')
+            return copy.deepcopy(found) if found else ""
+        if verb in ("create", "replace"):
+            # create fails with AlreadyExists; replace needs the object's current
+            # resourceVersion, else 409 Conflict (Kubernetes API concepts, "Resource versions":
+            # optimistic concurrency on update).
+            assert flags.get("filename") == "-" and self.stdin is not None
+            obj = json.loads(self.stdin)
+            resource = ALIASES.get(obj["kind"].lower(), obj["kind"].lower() + "s")
+            key = (resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            existing = cluster.objects.get(key)
+            if verb == "create" and existing is not None:
+                raise FakeError(f'Error from server (AlreadyExists): {resource} "{key[2]}" already exists')
+            if verb == "replace":
+                if existing is None:
+                    raise FakeError(f'Error from server (NotFound): {resource} "{key[2]}" not found')
+                if obj["metadata"].get("resourceVersion") != existing["metadata"]["resourceVersion"]:
+                    raise FakeError(f'Error from server (Conflict): Operation cannot be fulfilled on {resource} "{key[2]}": '
+                                    "the object has been modified; please apply your changes to the latest version and try again")
+                obj["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+            return cluster.put(resource, obj)
         if verb == "get":
             resources = [ALIASES.get(r, r) for r in words[1].split(",")]
             if resources == ["customresourcedefinitions"] and cluster.crds_return_once and self._in_mesh(cluster):
@@ -442,6 +490,11 @@ class FakeWorld:
                     key, value = change.split("=", 1)
                     labels[key] = value
             return ""
+        if verb == "rollout" and words[1] == "status":
+            kind, name = words[2].split("/")
+            if (ALIASES.get(kind, kind + "s"), flags["namespace"], name) not in cluster.objects:
+                raise FakeError(f'{kind} "{name}" not found')
+            return f'{kind} "{name}" successfully rolled out'
         if verb == "rollout":
             assert words[1] == "restart"
             for ref in words[2:]:
@@ -459,8 +512,8 @@ class FakeWorld:
             merge(obj, json.loads(flags["patch"]))
             return ""
         if verb == "apply":
-            assert "server-side" in flags and "force-conflicts" in flags
-            document = json.loads(Path(flags["filename"]).read_text())
+            assert "server-side" in flags and "force-conflicts" in flags and flags["filename"] == "-"
+            document = json.loads(self.stdin)
             for item in document["items"]:
                 resource = cluster.resource_of_kind(item["apiVersion"], item["kind"])
                 _, _, namespaced = cluster.resource_info(resource)

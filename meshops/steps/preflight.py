@@ -9,25 +9,36 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from meshops import gcloud
+from meshops import gcloud, record
+from meshops.backup_store import check_bucket
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
 from meshops.fleet_state import mesh_state, registers
+from meshops.inventory import MESH_NAMESPACES, user_workloads
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import StepFailed, Tools, run_json
+from meshops.record import MigrationRecord
+from meshops.steps.common import RECORD_READ
 from meshops.steps.release_channel import current_channel
 
-SUMMARY = 'Checks the membership registers this cluster, reads the cluster channel, the fleet state and the ControlPlaneRevisions, and decides migrate or skip.'
-STOPS = 'a membership that registers another cluster; a MODERNIZATION_* condition'
+SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
+           "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run.")
+STOPS = ("a membership that registers another cluster; a MODERNIZATION_* condition; another stack's migration record; "
+         "a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
+         "workloads of yours in istio-system or asm-system")
 CLUSTER_DATA = False
 NEEDS_DECISION = False
-OPTIONS: tuple[str, ...] = ()
+NEEDS_BACKUP = False
+OPTIONS = ("stack", "backup_uri", "allow_local_backup")
 CPR = "controlplanerevisions.mesh.cloud.google.com"
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project),
-            PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system")]
+    bucket = [gcloud.describe_bucket("gs://" + inp.options.backup_uri.removeprefix("gs://").split("/", 1)[0])] \
+        if inp.options.backup_uri.startswith("gs://") else []
+    return [gcloud.describe_cluster(ctx), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), RECORD_READ,
+            PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"), *bucket,
+            *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
 
 
 def _registers(link: str, ctx: StepContext) -> bool:
@@ -59,8 +70,37 @@ def resolve_membership(ctx: StepContext, memberships: Any) -> str:
                      f"--location {ctx.membership_location}")
 
 
+def durability_problem(inp: StepInput) -> str | None:
+    """Why this run's backup location would not survive the runner, if it would not."""
+    uri = inp.options.backup_uri
+    if uri.startswith("gs://") or inp.options.allow_local_backup:
+        return None
+    if inp.process_env.get("CI") or inp.process_env.get("GITHUB_ACTIONS"):
+        return (f"gke-mesh:migration.backupUri is the local folder {uri!r} on a CI runner, which is discarded after the job "
+                "with the only backup: set backupUri to gs://<bucket>/<prefix> (or allowLocalBackup: true to accept the risk)")
+    return None
+
+
+def _refusals(inp: StepInput, runner, kube) -> None:
+    """Every reason not to start, checked before anything is changed."""
+    problem = durability_problem(inp)
+    if problem:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
+    if inp.options.backup_uri.startswith("gs://"):
+        check_bucket(inp.options.backup_uri, runner)
+    refuse_user_workloads(inp, runner, kube)
+
+
+def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
+    workloads = user_workloads(runner, kube)
+    if workloads:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: the purge would delete {' and '.join(MESH_NAMESPACES)}, destroying workloads "
+                         f"that are not Istio objects and so not in any backup: {', '.join(workloads[:5])}; "
+                         "move them to another namespace first")
+
+
 def run(inp: StepInput, tools: Tools) -> Decision:
-    ctx, runner = inp.ctx, tools.runner
+    ctx, runner, stack = inp.ctx, tools.runner, inp.options.stack
     cluster_channel = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
     membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)))
     state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
@@ -69,24 +109,43 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         raise StepFailed(f"cluster {ctx.cluster}: {modernization[0]}: a control plane modernization is in progress; "
                          "never de-provision during one: wait for it to finish")
     with cluster_access(ctx, runner) as kube:
+        existing = record.read(runner, kube)
+        if existing and existing.stack != stack:
+            raise StepFailed(f"cluster {ctx.cluster}: another stack is migrating it ({existing.describe()}); one cluster belongs "
+                             f"to one stack: finish that migration or remove this cluster from stack {stack}")
         crd_names = {c["metadata"]["name"] for c in items(runner, kube.get("customresourcedefinitions"))}
         revisions = items(runner, kube.get(CPR, namespace="istio-system")) if CPR in crd_names else []
-    managed = sorted(r["metadata"]["name"] for r in revisions if channel_of_revision(r["metadata"]["name"]))
-    from_revision = state.ready_revision() or (managed[0] if managed else "none")
-    mesh_channel = channel_of_revision(from_revision) or "none"
-    target = ctx.channel
-    aligned = cluster_channel == target and mesh_channel == target and state.control_plane_state == "ACTIVE" and len(managed) <= 1
-    if aligned:
-        action, reason = "skip", f"cluster and mesh already on {target}, control plane ACTIVE"
-    else:
-        action = "migrate"
-        reason = (f"cluster channel {cluster_channel}, mesh revision {from_revision} ({mesh_channel}), "
-                  f"control plane {state.control_plane_state}; target {target}")
-    decision = Decision(
-        action=action, reason=reason, from_channel=mesh_channel if mesh_channel != "none" else cluster_channel,
-        to_channel=target, from_revision=from_revision, to_revision=revision_of(target), membership=membership,
-        implementation=state.implementation, run_id=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(tools.wall())),
-        control_plane_state=state.control_plane_state,
-    )
-    tools.log(f"[{ctx.cluster}] preflight: {action}: {reason}")
+        managed = sorted(r["metadata"]["name"] for r in revisions if channel_of_revision(r["metadata"]["name"]))
+        from_revision = state.ready_revision() or (managed[0] if managed else "none")
+        mesh_channel = channel_of_revision(from_revision) or "none"
+        target = ctx.channel
+        aligned = cluster_channel == target and mesh_channel == target and state.control_plane_state == "ACTIVE" and len(managed) <= 1
+        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(tools.wall()))
+        common = dict(to_channel=target, to_revision=revision_of(target), implementation=state.implementation,
+                      control_plane_state=state.control_plane_state, stack=stack)
+        if existing and not (aligned and not existing.touched):
+            if not existing.reached("purged"):
+                refuse_user_workloads(inp, runner, kube)
+            resumed = record.advance(runner, kube, existing, existing.phase, to_channel=target)
+            decision = Decision(action="migrate", reason=f"resuming {existing.describe()}; target now {target}",
+                                from_channel=existing.from_channel, from_revision=existing.from_revision,
+                                membership=existing.membership, run_id=existing.run_id, resumed=True,
+                                backup=resumed.backup.to_dict() if resumed.backup else None, **common)
+        elif aligned:
+            if existing:
+                record.clear(runner, kube)  # an earlier run stopped before changing anything
+            decision = Decision(action="skip", reason=f"cluster and mesh already on {target}, control plane ACTIVE",
+                                from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
+        else:
+            _refusals(inp, runner, kube)
+            decision = Decision(action="migrate",
+                                reason=(f"cluster channel {cluster_channel}, mesh revision {from_revision} ({mesh_channel}), "
+                                        f"control plane {state.control_plane_state}; target {target}"),
+                                from_channel=mesh_channel if mesh_channel != "none" else cluster_channel,
+                                from_revision=from_revision, membership=membership, run_id=run_id, **common)
+            record.create(runner, kube, MigrationRecord(stack=stack, run_id=run_id, cluster=ctx.cluster,
+                                                        from_channel=decision.from_channel, to_channel=target,
+                                                        from_revision=from_revision, membership=membership))
+    tools.log(f"[{ctx.cluster}] preflight: {decision.action}: {decision.reason}")
     return decision
+

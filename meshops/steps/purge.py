@@ -1,34 +1,42 @@
 """Remove the in-cluster control plane: revisions, webhooks, istio-system/asm-system,
 mdp-controller, the CNI, dataplanecontrols and the mesh CRDs.
 
-Refuses to start without this run's verified backup. Already-absent objects are fine.
-The fleet re-creates CRDs for a while after management is switched off (field report),
-so the purge pauses and re-checks, deleting again, until a check finds nothing.
+Refuses to start without this run's verified backup, while management is not MANUAL
+(checked live), or while istio-system/asm-system hold workloads that no backup holds.
+Before the first deletion it compares the live Istio objects with the backup: objects
+added or changed since (a teammate's edit between a failed run and its retry) go into a
+supplementary backup of the same run, which the record and this step's result then name.
+Already-absent objects are fine. The fleet re-creates CRDs for a while after management
+is switched off (field report), so the purge pauses and re-checks, deleting again, until
+a check finds nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
-from meshops.backup_store import BackupStore, planned_reads
+from meshops import gcloud, record
+from meshops.backup_store import Backup, BackupStore, planned_reads, planned_writes, read_backup
 from meshops.context import StepInput
-from meshops.inventory import crds
+from meshops.inventory import MESH_NAMESPACES, crds, live_objects, user_workloads
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.objects import MESH_GROUP, kind_of_crd, mesh_crds
+from meshops.objects import MESH_GROUP, digest, istio_kinds, kind_of_crd, merge_patch, mesh_crds
 from meshops.process import Runner, StepFailed, Tools
-from meshops.steps.common import skipped
+from meshops.record import BackupRef, MigrationRecord
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, require_manual, skipped, this_run
+from meshops.steps.relax_security import AUTHORIZATION_POLICY, permissive_patch
 
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
-STOPS = 'no verified backup; workloads of yours in istio-system or asm-system; objects still coming back after 5 rounds'
+STOPS = ('no verified backup; management not MANUAL now; workloads of yours in istio-system or asm-system; '
+         'objects still coming back after 5 rounds')
 NEEDS_DECISION = True
+NEEDS_BACKUP = True
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri", "purge_crds")
+OPTIONS = ("purge_crds",)
 RECHECK_SECONDS = 30
 MAX_ROUNDS = 5
 CPR = f"controlplanerevisions.{MESH_GROUP}"
 DPC = f"dataplanecontrols.{MESH_GROUP}"
-MESH_NAMESPACES = ("istio-system", "asm-system")
 KUBE_SYSTEM = {("Deployment", "mdp-controller"): "deployment", ("DaemonSet", "istio-cni-node"): "daemonset",
                ("ConfigMap", "istio-cni-plugin-config"): "configmap"}
 WEBHOOK_PREFIXES = ("istio", "istiod")
@@ -38,7 +46,9 @@ _WEBHOOK_LABELS = ("istio.io/rev", "istio.io/tag", "operator.istio.io/component"
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    found = [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx),
+    found = [gcloud.describe_cluster(inp.ctx), RECORD_READ, *planned_reads("<backup-location>"),
+             gcloud.describe_mesh(inp.ctx.fleet_project), k.get("<istio-resource>", all_namespaces=True),
+             *planned_writes("<backup-location>/supplement-<n>"), RECORD_WRITE,
              *(k.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES),
              k.get("customresourcedefinitions"), k.get("mutatingwebhookconfigurations"), k.get("validatingwebhookconfigurations"),
              k.delete("mutatingwebhookconfigurations", ["<istio-webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio-webhook>"]),
@@ -51,7 +61,7 @@ def commands(inp: StepInput) -> list[list[str]]:
              k.get("clusterroles,clusterrolebindings"), k.delete("clusterroles", ["<istio-clusterrole>"])]
     if inp.options.purge_crds:
         found.append(k.delete("customresourcedefinitions", ["<mesh-crd>"]))
-    return found
+    return [*found, RECORD_WRITE]
 
 
 def is_istio_webhook(webhook: dict) -> bool:
@@ -63,23 +73,6 @@ def is_istio_webhook(webhook: dict) -> bool:
 
 def _names(objs: list[dict]) -> list[str]:
     return sorted(o["metadata"]["name"] for o in objs)
-
-
-# Managed Cloud Service Mesh runs nothing of its own in these namespaces except this one;
-# anything else there (an ingress gateway, say) is the user's and is not in the backup.
-EXPECTED_WORKLOADS = {("asm-system", "canonical-service-controller-manager")}
-
-
-def user_workloads(runner: Runner, kube: Kube) -> list[str]:
-    """Deployments, StatefulSets and DaemonSets in istio-system/asm-system that deleting
-    those namespaces would destroy."""
-    found = []
-    for namespace in MESH_NAMESPACES:
-        for obj in items(runner, kube.get("deployments,statefulsets,daemonsets", namespace=namespace)):
-            name = obj["metadata"]["name"]
-            if (namespace, name) not in EXPECTED_WORKLOADS:
-                found.append(f"{namespace}/{str(obj.get('kind', '')).lower()}/{name}")
-    return sorted(found)
 
 
 def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
@@ -127,20 +120,80 @@ def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
     return found
 
 
+def unchanged(live: dict, backed_up: dict) -> bool:
+    """Whether a live object is its backed-up self, or that with relax-security's change."""
+    patch = permissive_patch(backed_up)
+    relaxed = merge_patch(backed_up, patch) if patch else backed_up
+    return digest(live) in (digest(backed_up), digest(relaxed))
+
+
+def drifted(backup: Backup, live: dict[str, list[dict]]) -> tuple[Backup | None, int]:
+    """A supplementary backup holding what changed since `backup` (None if nothing did), and
+    how many objects differ. Kept from the backup: unchanged objects, and an
+    AuthorizationPolicy that is gone (relax-security may have removed it; restoring a
+    policy errs on the safe side). Taken from the cluster: objects added or changed since.
+    Dropped: other objects deleted since (a deliberate removal is not brought back)."""
+    kept = backup.keyed()
+    now = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for r, objs in live.items() for o in objs}
+    merged, differ = {}, 0
+    for key, obj in now.items():
+        if key in kept and unchanged(obj, kept[key]):
+            merged[key] = kept[key]
+        else:
+            merged[key], differ = obj, differ + 1
+    for key, obj in kept.items():
+        if key not in now:
+            if key[0] == AUTHORIZATION_POLICY:
+                merged[key] = obj
+            else:
+                differ += 1
+    if not differ:
+        return None, 0
+    objects: dict[str, list[dict]] = {r: [] for r in set(backup.objects) | set(live)}
+    for (resource, _, _), obj in sorted(merged.items()):
+        objects[resource].append(obj)
+    return Backup(backup.cluster, backup.from_channel, backup.to_channel, backup.run_id, objects, backup.namespaces,
+                  backup.injected, backup.configmaps, backup.archive), differ
+
+
+def _check_drift(inp: StepInput, tools: Tools, kube: Kube, current: MigrationRecord, ref: BackupRef,
+                 backup: Backup) -> tuple[MigrationRecord, BackupRef]:
+    live = live_objects(tools.runner, kube, istio_kinds(crds(tools.runner, kube)))
+    supplement, differ = drifted(backup, live)
+    if supplement is None:
+        return current, ref
+    location = f"{ref.location}/supplement-{len(current.earlier_backups) + 1}"
+    store = BackupStore(location, tools.runner)
+    new_ref = store.write(supplement)
+    current = record.advance(tools.runner, kube, current, current.phase, backup=new_ref,
+                             earlier_backups=(*current.earlier_backups, ref))
+    store.write_record(current)
+    tools.log(f"[{inp.ctx.cluster}] purge: {differ} Istio objects changed since the backup; "
+              f"a supplementary backup of this run holds them at {location}")
+    return current, new_ref
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
-    location = inp.backup_location()
-    try:
-        backup = BackupStore(location, tools.runner).read_verified()
-    except StepFailed as error:
-        raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: {error}") from None
+    ref = backup_ref(inp)
     removed: list[str] = []
     with cluster_access(inp.ctx, tools.runner) as kube:
+        current = this_run(tools.runner, kube, inp, ref)
+        ref = current.backup  # a supplementary backup taken by an earlier try of this step supersedes state's
+        try:
+            backup = read_backup(ref, tools.runner)
+        except StepFailed as error:
+            raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: {error}") from None
+        require_manual(tools.runner, inp)
         workloads = user_workloads(tools.runner, kube)
         if workloads:
             raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: deleting {' and '.join(MESH_NAMESPACES)} would destroy "
-                             f"workloads that are not in the backup: {', '.join(workloads[:5])}; move them to another namespace first")
+                             f"{len(workloads)} workloads that are not in the backup (added since preflight); "
+                             "move them to another namespace first")
+        if not current.reached("purging"):
+            current, ref = _check_drift(inp, tools, kube, current, ref, backup)
+            current = record.advance(tools.runner, kube, current, "purging")
         for round_number in range(1, MAX_ROUNDS + 1):
             found = purge_once(tools.runner, kube, inp.options.purge_crds)
             if not found:
@@ -150,6 +203,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             tools.sleep(RECHECK_SECONDS)
         else:
             raise StepFailed(f"cluster {inp.ctx.cluster}: mesh objects keep coming back after {MAX_ROUNDS} purges "
-                             f"(last: {', '.join(found[:5])}); is mesh management still automatic for {inp.decision.membership}?")
-    tools.log(f"[{inp.ctx.cluster}] purge: clean ({len(removed)} deletions; backup of {backup.object_count} objects at {location})")
-    return {"cluster": inp.ctx.cluster, "removed": sorted(set(removed)), "backup": location}
+                             f"(last round removed {len(found)}); is mesh management still automatic for {inp.decision.membership}?")
+        record.advance(tools.runner, kube, current, "purged")
+    tools.log(f"[{inp.ctx.cluster}] purge: clean ({len(removed)} deletions; backup at {ref.location})")
+    return {"cluster": inp.ctx.cluster, "backup": ref.to_dict(), "removed": len(set(removed)),
+            "supplemented": bool(current.earlier_backups)}

@@ -1,33 +1,39 @@
 """Put injection back: `istio.io/rev=asm-managed*` becomes the channel-agnostic
 `istio-injection=enabled`, other labels come back as they were; then restart the
-workloads of those namespaces so they get the new revision's proxy."""
+workloads of those namespaces so they get the new revision's proxy, and wait for each
+rollout (`kubectl rollout status`). Runs after restore: the security policies are in
+force before the first new sidecar starts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
-from meshops.backup_store import BackupStore, planned_reads
+from meshops import gcloud, record
+from meshops.backup_store import planned_reads, read_backup
 from meshops.context import StepInput, channel_of_revision
 from meshops.inventory import restart, workloads_in
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import Tools
-from meshops.steps.common import skipped
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
-SUMMARY = 'Relabels namespaces (istio.io/rev=asm-managed* becomes istio-injection=enabled) and restarts their workloads onto the new proxy.'
-STOPS = ''
+SUMMARY = ('Relabels namespaces (istio.io/rev=asm-managed* becomes istio-injection=enabled), restarts their workloads onto the new proxy '
+           'and waits for each rollout.')
+STOPS = "a rollout not finished within 5 minutes; a migration record that is not this run's"
 NEEDS_DECISION = True
+NEEDS_BACKUP = True
+ROLLOUT_TIMEOUT_SECONDS = 300
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri", "restart_workloads")
+OPTIONS = ("restart_workloads",)
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    found = [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx),
+    found = [gcloud.describe_cluster(inp.ctx), RECORD_READ, *planned_reads("<backup-location>"),
              k.get("namespaces"), k.label_namespace("<namespace>", {"istio-injection": "enabled"}, ["istio.io/rev"])]
     if inp.options.restart_workloads:
-        found += [k.get("deployments,statefulsets,daemonsets", all_namespaces=True), k.restart("<namespace>", ["<kind>/<name>"])]
-    return found
+        found += [k.get("deployments,statefulsets,daemonsets", all_namespaces=True), k.restart("<namespace>", ["<kind>/<name>"]),
+                  k.rollout_status("<namespace>", "<kind>/<name>", ROLLOUT_TIMEOUT_SECONDS)]
+    return [*found, RECORD_WRITE]
 
 
 def relabel(labels: dict[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -41,10 +47,11 @@ def relabel(labels: dict[str, str]) -> tuple[dict[str, str], list[str]]:
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
-    runner = tools.runner
-    backup = BackupStore(inp.backup_location(), runner).read_verified()
+    runner, ref = tools.runner, backup_ref(inp)
     relabelled, missing = {}, []
     with cluster_access(inp.ctx, runner) as kube:
+        current = this_run(runner, kube, inp, ref)
+        backup = read_backup(ref, runner)
         live = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
         for ns, labels in sorted(backup.namespaces.items()):
             if ns not in live:
@@ -54,6 +61,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             runner(kube.label_namespace(ns, to_set, to_remove))
             relabelled[ns] = to_set
         restarted = restart(runner, kube, workloads_in(runner, kube, set(relabelled))) if inp.options.restart_workloads and relabelled else []
+        for workload in restarted:
+            namespace, ref_text = workload.split("/", 1)
+            runner(kube.rollout_status(namespace, ref_text, ROLLOUT_TIMEOUT_SECONDS))
+        record.advance(runner, kube, current, "reinjected")
     if missing:
         tools.log(f"[{inp.ctx.cluster}] reinject: namespaces gone since the backup, not relabelled: {', '.join(missing)}")
     tools.log(f"[{inp.ctx.cluster}] reinject: {len(relabelled)} namespaces relabelled, {len(restarted)} workloads restarted")

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
-from meshops.backup_store import BackupStore, planned_reads
+from meshops import gcloud, record
+from meshops.backup_store import planned_reads, read_backup
 from meshops.context import StepInput
 from meshops.inventory import crds
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.objects import istio_kinds
 from meshops.process import Tools
-from meshops.steps.common import skipped
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
 SUMMARY = 'Turns STRICT PeerAuthentications PERMISSIVE (and removes AuthorizationPolicies only if asked) so traffic flows while sidecars go away.'
-STOPS = 'no verified backup'
+STOPS = 'no verified backup; a migration record that is not this run\'s'
 NEEDS_DECISION = True
+NEEDS_BACKUP = True
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri", "relax_security", "remove_authorization_policies")
+OPTIONS = ("relax_security", "remove_authorization_policies")
 PEER_AUTHENTICATION = "peerauthentications.security.istio.io"
 AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
 
@@ -32,7 +33,8 @@ def commands(inp: StepInput) -> list[list[str]]:
         found += [k.get(AUTHORIZATION_POLICY, all_namespaces=True), k.delete(AUTHORIZATION_POLICY, ["<name>"], "<namespace>")]
     if not found:
         return []
-    return [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx), k.get("customresourcedefinitions"), *found]
+    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *planned_reads("<backup-location>"),
+            k.get("customresourcedefinitions"), *found, RECORD_WRITE]
 
 
 def permissive_patch(pa: dict) -> dict | None:
@@ -54,9 +56,11 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     opts = inp.options
     if not (opts.relax_security or opts.remove_authorization_policies):
         return {"cluster": inp.ctx.cluster, "relaxed": [], "removed": []}
-    BackupStore(inp.backup_location(), tools.runner).read_verified()  # nothing changes without a verified backup
     relaxed, removed = [], []
+    ref = backup_ref(inp)
     with cluster_access(inp.ctx, tools.runner) as kube:
+        current = this_run(tools.runner, kube, inp, ref)
+        read_backup(ref, tools.runner)  # nothing changes without a verified backup
         served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
         if opts.relax_security and PEER_AUTHENTICATION in served:
             for pa in items(tools.runner, kube.get(PEER_AUTHENTICATION, all_namespaces=True)):
@@ -72,5 +76,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             for ns, names in sorted(by_ns.items()):
                 tools.runner(kube.delete(AUTHORIZATION_POLICY, sorted(names), ns))
                 removed += [f"{ns}/{n}" for n in sorted(names)]
+        record.advance(tools.runner, kube, current, "relaxed")
     tools.log(f"[{inp.ctx.cluster}] relax-security: {len(relaxed)} PeerAuthentications PERMISSIVE, {len(removed)} AuthorizationPolicies removed")
     return {"cluster": inp.ctx.cluster, "relaxed": relaxed, "removed": removed}

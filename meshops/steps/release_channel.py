@@ -16,6 +16,7 @@ SUMMARY = "Changes the cluster's GKE release channel when it differs from the ta
 STOPS = ''
 CLUSTER_DATA = False
 NEEDS_DECISION = False
+NEEDS_BACKUP = False
 OPTIONS: tuple[str, ...] = ()
 
 

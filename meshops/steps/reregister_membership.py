@@ -10,23 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
+from meshops import gcloud, record
 from meshops.context import StepInput
+from meshops.kube import cluster_access
 from meshops.process import StepFailed, Tools, run_json
-from meshops.steps.common import skipped
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 from meshops.steps.preflight import resolve_membership
 
 SUMMARY = 'Deletes and re-registers the fleet membership under its configured name.'
-STOPS = 'the new membership not pointing at this cluster'
+STOPS = "the new membership not pointing at this cluster; a migration record that is not this run's"
 CLUSTER_DATA = False
 NEEDS_DECISION = True
+NEEDS_BACKUP = False
 OPTIONS: tuple[str, ...] = ()
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.list_memberships(ctx), gcloud.delete_membership(ctx, ctx.membership),
-            gcloud.register_membership(ctx, ctx.membership), gcloud.list_memberships(ctx)]
+    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_memberships(ctx), gcloud.delete_membership(ctx, ctx.membership),
+            gcloud.register_membership(ctx, ctx.membership), gcloud.list_memberships(ctx), RECORD_WRITE]
 
 
 def _exists(memberships: Any, name: str, location: str) -> bool:
@@ -37,13 +39,16 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
     ctx, runner, name = inp.ctx, tools.runner, inp.decision.membership
-    if _exists(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
-        runner(gcloud.delete_membership(ctx, name))
-    runner(gcloud.register_membership(ctx, name))
-    after = run_json(runner, gcloud.list_memberships(ctx))
-    try:
-        resolve_membership(ctx, after)
-    except StepFailed as error:
-        raise StepFailed(f"after re-registering: {error}") from None
+    with cluster_access(ctx, runner) as kube:
+        current = this_run(runner, kube, inp)
+        if _exists(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
+            runner(gcloud.delete_membership(ctx, name))
+        runner(gcloud.register_membership(ctx, name))
+        after = run_json(runner, gcloud.list_memberships(ctx))
+        try:
+            resolve_membership(ctx, after)
+        except StepFailed as error:
+            raise StepFailed(f"after re-registering: {error}") from None
+        record.advance(runner, kube, current, "registered")
     tools.log(f"[{ctx.cluster}] reregister-membership: {name} re-registered in {ctx.fleet_project}")
     return {"cluster": ctx.cluster, "membership": name, "reregistered": True}

@@ -1,36 +1,39 @@
 """Re-apply every backed-up Istio resource with server-side apply and verify each one
-against the manifest's digests. This also brings back STRICT PeerAuthentications and
-removed AuthorizationPolicies, and carries the old revision's mesh config map over to
-the new revision's name."""
+against the manifest's digests. It runs as soon as the new control plane is ready and
+before reinject restarts any workload onto a sidecar, so STRICT PeerAuthentications and
+every AuthorizationPolicy (deleted with their CRDs by the purge, or removed on request)
+are in force before the first new sidecar starts; security kinds are applied first. It
+also carries the old revision's mesh config map over to the new revision's name."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Any
 
-from meshops import gcloud
-from meshops.backup_store import Backup, BackupStore, planned_reads
+from meshops import gcloud, record
+from meshops.backup_store import Backup, planned_reads, read_backup
 from meshops.context import StepInput
 from meshops.inventory import crds, live_objects
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.objects import ARCHIVE_ONLY_GROUPS, digest, istio_kinds
 from meshops.process import StepFailed, Tools
-from meshops.steps.common import skipped
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
 SUMMARY = "Server-side applies every backed-up object (STRICT mTLS and removed policies included) and checks each one's digest against the manifest."
-STOPS = 'kinds no longer served; an object missing or different from the backup'
+STOPS = "kinds no longer served; an object missing or different from the backup; a migration record that is not this run's"
 NEEDS_DECISION = True
+NEEDS_BACKUP = True
+SECURITY = ("peerauthentications.security.istio.io", "authorizationpolicies.security.istio.io",
+            "requestauthentications.security.istio.io")
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri")
+OPTIONS: tuple[str, ...] = ()
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    return [*planned_reads(inp.backup_location()), gcloud.describe_cluster(inp.ctx),
-            k.get("customresourcedefinitions"), k.get("namespaces"), k.apply("<restore-manifest>"),
-            k.get("<backed-up-resource>", all_namespaces=True)]
+    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *planned_reads("<backup-location>"),
+            k.get("customresourcedefinitions"), k.get("namespaces"), k.apply(),
+            k.get("<backed-up-resource>", all_namespaces=True), RECORD_WRITE]
 
 
 def carried_configmaps(backup: Backup, from_revision: str, to_revision: str) -> list[dict]:
@@ -48,48 +51,43 @@ def _group(resource: str) -> str:
     return resource.split(".", 1)[1]
 
 
+def security_first(resource: str) -> tuple[int, str]:
+    return (0 if resource in SECURITY else 1, resource)
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
-    runner, decision = tools.runner, inp.decision
-    backup = BackupStore(inp.backup_location(), runner).read_verified()
+    runner, decision, ref = tools.runner, inp.decision, backup_ref(inp)
     with cluster_access(inp.ctx, runner) as kube:
+        current = this_run(runner, kube, inp, ref)
+        backup = read_backup(ref, runner)
         kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
         archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) in ARCHIVE_ONLY_GROUPS)
         lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) not in ARCHIVE_ONLY_GROUPS)
         if lost:
             raise StepFailed(f"cluster {inp.ctx.cluster}: kinds {', '.join(lost)} are not served after re-provisioning; "
-                             f"their objects stay in the backup at {inp.backup_location()}")
-        to_apply = [o for r, objs in sorted(backup.objects.items()) if r in kinds for o in objs]
+                             f"their objects stay in the backup at {ref.location}")
+        to_apply = [o for r in sorted(backup.objects, key=security_first) if r in kinds for o in backup.objects[r]]
         to_apply += carried_configmaps(backup, decision.from_revision, decision.to_revision)
         needed = {o["metadata"].get("namespace") for o in to_apply} - {None, ""}
         live_namespaces = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
         namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(needed - live_namespaces)]
         if to_apply:
-            folder = tempfile.mkdtemp(prefix="gke-mesh-restore-")
-            try:
-                path = os.path.join(folder, "restore.json")
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(descriptor, "w") as handle:
-                    json.dump({"apiVersion": "v1", "kind": "List", "items": namespaces + to_apply}, handle)
-                runner(kube.apply(path))
-            finally:
-                os.remove(path) if os.path.exists(path) else None
-                os.rmdir(folder)
+            runner(kube.apply(), input=json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces + to_apply}))
         restored_kinds = [kinds[r] for r, objs in sorted(backup.objects.items()) if objs and r in kinds]
         live = live_objects(runner, kube, restored_kinds)
-    live_digests = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
-    wrong = [f"{r}/{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
-             for r, objs in sorted(backup.objects.items()) if r in kinds for o in objs
-             if live_digests.get((r, o["metadata"].get("namespace", ""), o["metadata"]["name"])) != digest(o)]
-    if wrong:
-        raise StepFailed(f"cluster {inp.ctx.cluster}: {len(wrong)} restored objects are missing or differ from the backup "
-                         f"(first: {', '.join(wrong[:5])}); the backup is at {inp.backup_location()}")
+        live_digests = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
+        wrong = [key for key, obj in backup.keyed().items() if key[0] in kinds and live_digests.get(key) != digest(obj)]
+        if wrong:
+            raise StepFailed(f"cluster {inp.ctx.cluster}: {len(wrong)} restored objects are missing or differ from the backup; "
+                             f"the backup is at {ref.location}")
+        record.advance(runner, kube, current, "restored")
     restored = sum(len(backup.objects[k.resource]) for k in restored_kinds)
     tools.log(f"[{inp.ctx.cluster}] restore: {restored} objects re-applied and verified by digest; namespaces created: {len(namespaces)}")
     if backup.archive:
         tools.log(f"[{inp.ctx.cluster}] restore: {len(backup.archive)} config maps/secrets of istio-system and asm-system stay "
-                  f"in the backup's archive.json (not re-applied: the new control plane owns those namespaces)")
+                  f"in the backup (not re-applied: the new control plane owns those namespaces)")
     return {"cluster": inp.ctx.cluster, "restored": restored, "verified": True, "archived_kinds": archived,
             "archived_objects": len(backup.archive),
             "created_namespaces": [n["metadata"]["name"] for n in namespaces]}

@@ -5,26 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
+from meshops import gcloud, record
 from meshops.context import StepInput
 from meshops.inventory import INJECTION_LABELS, injected_pods, injection_labels, owners_of, restart
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import Tools
-from meshops.steps.common import skipped
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = 'Removes namespace injection labels and rollout-restarts injected workloads.'
-STOPS = ''
+STOPS = "a migration record that is not this run's"
 NEEDS_DECISION = True
+NEEDS_BACKUP = False
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("restart_workloads",)
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    found = [gcloud.describe_cluster(inp.ctx), k.get("namespaces"), k.label_namespace("<namespace>", {}, list(INJECTION_LABELS))]
+    found = [gcloud.describe_cluster(inp.ctx), RECORD_READ, k.get("namespaces"), k.label_namespace("<namespace>", {}, list(INJECTION_LABELS))]
     if inp.options.restart_workloads:
         found += [k.get("pods", all_namespaces=True), k.get("replicasets", all_namespaces=True), k.restart("<namespace>", ["<kind>/<name>"])]
-    return found
+    return [*found, RECORD_WRITE]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -32,6 +33,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         return result
     runner = tools.runner
     with cluster_access(inp.ctx, runner) as kube:
+        current = this_run(runner, kube, inp)
         labelled = injection_labels(runner, kube)
         for ns, labels in sorted(labelled.items()):
             runner(kube.label_namespace(ns, {}, sorted(labels)))
@@ -39,6 +41,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         if inp.options.restart_workloads:
             workloads, orphans = owners_of(injected_pods(runner, kube), items(runner, kube.get("replicasets", all_namespaces=True)))
             restarted = restart(runner, kube, workloads)
+        record.advance(runner, kube, current, "uninjected")
     if orphans:
         tools.log(f"[{inp.ctx.cluster}] uninject: pods without a restartable owner keep their sidecar until deleted: {', '.join(orphans[:10])}")
     tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")

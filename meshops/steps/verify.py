@@ -1,6 +1,11 @@
 """Prove the result: control plane ACTIVE on the target revision, every injected pod on
-it, data plane ACTIVE (or DISABLED with no injected pod, as right after provisioning).
-Prints one JSON result that the stack exports under `clusters.<name>`."""
+it, data plane ACTIVE (or DISABLED with no injected pod, as right after provisioning),
+and — for a migration — the cluster equal to its backup: every backed-up Istio object
+back by digest, every PeerAuthentication's mode, every AuthorizationPolicy present,
+and every namespace that ran injected pods at backup time running them again on the
+new revision. Only then is the migration record cleared. Prints one JSON result that
+the stack exports under `clusters.<name>.last_verify` (as of this run: `pulumi refresh`
+never re-runs a command)."""
 
 from __future__ import annotations
 
@@ -8,25 +13,33 @@ import json
 from collections import Counter
 from typing import Any
 
-from meshops import gcloud
+from meshops import gcloud, record
+from meshops.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup
 from meshops.context import StepInput, revision_of
 from meshops.fleet_state import mesh_state
-from meshops.inventory import SIDECAR, injected_pods
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.process import StepFailed, Tools
+from meshops.inventory import SIDECAR, crds, injected_pods, live_objects
+from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
+from meshops.objects import digest, istio_kinds
+from meshops.process import Runner, StepFailed, Tools
+from meshops.steps.common import RECORD_READ, backup_ref, this_run
 from meshops.steps.wait_ready import delays
 
-SUMMARY = 'Proves the control plane ACTIVE on the target revision, every injected pod on it and the data plane ACTIVE; counts pods per proxy image.'
+SUMMARY = ('Proves the control plane ACTIVE on the target revision, every injected pod on it, the data plane ACTIVE, and the cluster '
+           'equal to the backup (objects by digest, PeerAuthentication modes, AuthorizationPolicies, injected namespaces); '
+           'then clears the migration record.')
 STOPS = 'any of these not true'
 CLUSTER_DATA = False
 NEEDS_DECISION = True
+NEEDS_BACKUP = True
 OPTIONS: tuple[str, ...] = ()
 DATA_PLANE_WAIT = 300
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     return [gcloud.describe_mesh(inp.ctx.fleet_project), gcloud.describe_cluster(inp.ctx), PLAN_KUBE.get("pods", all_namespaces=True),
-            PLAN_KUBE.get("mutatingwebhookconfigurations")]
+            PLAN_KUBE.get("mutatingwebhookconfigurations"), RECORD_READ, *planned_reads("<backup-location>"),
+            PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get("<backed-up-resource>", all_namespaces=True),
+            PLAN_KUBE.delete("configmap", [record.NAME], record.NAMESPACE)]
 
 
 def pod_revision(pod: dict) -> str:
@@ -60,37 +73,82 @@ def proxy_image(pod: dict) -> str:
     return ""
 
 
+def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], expected_revision: str,
+                tags: dict[str, str]) -> list[str]:
+    """What in the cluster is not as the backup says it should be (counts, never names:
+    this result is logged and exported)."""
+    problems = []
+    now = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
+    kept = backup.keyed()
+    missing = [k for k in kept if k not in now]
+    differ = [k for k, obj in kept.items() if k in now and now[k] != digest(obj)]
+    if missing:
+        problems.append(f"{len(missing)} backed-up Istio objects missing")
+    if differ:
+        problems.append(f"{len(differ)} Istio objects differ from the backup")
+    modes_now = peer_authentication_modes(live.get("peerauthentications.security.istio.io", []))
+    wrong_modes = [k for k, mode in backup.peer_authentication_modes().items() if modes_now.get(k) != mode]
+    if wrong_modes:
+        problems.append(f"{len(wrong_modes)} PeerAuthentication modes differ from the backup (e.g. still PERMISSIVE)")
+    policies = [k for k in kept if k[0] == "authorizationpolicies.security.istio.io" and k not in now]
+    if policies:
+        problems.append(f"{len(policies)} AuthorizationPolicies missing")
+    on_revision = Counter(p["metadata"].get("namespace", "") for p in pods
+                          if tags.get(pod_revision(p), pod_revision(p)) == expected_revision)
+    empty = [ns for ns, count in backup.injected.items() if count and not on_revision.get(ns)]
+    if empty:
+        problems.append(f"{len(empty)} namespaces that ran injected pods before have none on {expected_revision}")
+    return problems
+
+
+def _compare_with_backup(inp: StepInput, runner: Runner, kube: Kube, pods: list[dict], expected: str,
+                         tags: dict[str, str]) -> tuple[list[str], Any]:
+    ref = backup_ref(inp)
+    current = this_run(runner, kube, inp, ref)
+    backup = read_backup(ref, runner)
+    live = live_objects(runner, kube, istio_kinds(crds(runner, kube)))
+    return differences(backup, live, pods, expected, tags), current
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ctx = inp.ctx
     expected = revision_of(ctx.channel)
+    migrating = inp.decision.migrate
     with cluster_access(ctx, tools.runner) as kube:
         pods = injected_pods(tools.runner, kube)
         tags = revision_tags(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
-    images = Counter(proxy_image(p) for p in pods)
-    stale = sorted(f"{p['metadata'].get('namespace')}/{p['metadata'].get('name')}" for p in pods
-                   if tags.get(pod_revision(p), pod_revision(p)) != expected)
-    start = tools.now()
-    for delay in delays():
-        state = mesh_state(tools.describe_mesh(ctx.fleet_project), ctx.membership_location, inp.decision.membership)
-        if state.data_plane_state == "ACTIVE" or not pods or tools.now() - start + delay > DATA_PLANE_WAIT:
-            break
-        tools.log(f"[{ctx.cluster}] verify: data plane {state.data_plane_state} with {len(pods)} injected pods; waiting")
-        tools.sleep(delay)
-    warnings = []
-    if state.data_plane_state == "DISABLED" and not pods:
-        warnings.append("data plane DISABLED: no injected pod yet (normal right after provisioning; it turns ACTIVE once injected workloads run)")
-    if inp.decision.implementation not in ("UNKNOWN", state.implementation):
-        warnings.append(f"implementation changed from {inp.decision.implementation} to {state.implementation}")
-    problems = []
-    if state.control_plane_state != "ACTIVE" or state.ready_revision() != expected:
-        problems.append(f"control plane {state.control_plane_state} on {state.ready_revision()}, expected ACTIVE on {expected}")
-    if stale:
-        problems.append(f"{len(stale)} pods not on {expected}: {', '.join(stale[:5])}")
-    if pods and state.data_plane_state != "ACTIVE":
-        problems.append(f"data plane {state.data_plane_state} with {len(pods)} injected pods")
-    for warning in warnings:
-        tools.log(f"[{ctx.cluster}] verify: warning: {warning}")
-    result = {
+        problems, current = _compare_with_backup(inp, tools.runner, kube, pods, expected, tags) if migrating else ([], None)
+        images = Counter(proxy_image(p) for p in pods)
+        stale = [p for p in pods if tags.get(pod_revision(p), pod_revision(p)) != expected]
+        start = tools.now()
+        for delay in delays():
+            state = mesh_state(tools.describe_mesh(ctx.fleet_project), ctx.membership_location, inp.decision.membership)
+            if state.data_plane_state == "ACTIVE" or not pods or tools.now() - start + delay > DATA_PLANE_WAIT:
+                break
+            tools.log(f"[{ctx.cluster}] verify: data plane {state.data_plane_state} with {len(pods)} injected pods; waiting")
+            tools.sleep(delay)
+        warnings = []
+        if state.data_plane_state == "DISABLED" and not pods:
+            warnings.append("data plane DISABLED: no injected pod yet (normal right after provisioning; it turns ACTIVE once injected workloads run)")
+        if inp.decision.implementation not in ("UNKNOWN", state.implementation):
+            warnings.append(f"implementation changed from {inp.decision.implementation} to {state.implementation}")
+        if state.control_plane_state != "ACTIVE" or state.ready_revision() != expected:
+            problems.append(f"control plane {state.control_plane_state} on {state.ready_revision()}, expected ACTIVE on {expected}")
+        if stale:
+            problems.append(f"{len(stale)} pods not on {expected}")
+        if pods and state.data_plane_state != "ACTIVE":
+            problems.append(f"data plane {state.data_plane_state} with {len(pods)} injected pods")
+        for warning in warnings:
+            tools.log(f"[{ctx.cluster}] verify: warning: {warning}")
+        if problems:
+            raise StepFailed(f"cluster {ctx.cluster}: not verified: {'; '.join(problems)}; the migration record stays in flight")
+        if current is not None:
+            done = record.advance(tools.runner, kube, current, "verified")
+            BackupStore(done.backup.location, tools.runner).write_record(done)
+            record.clear(tools.runner, kube)
+    tools.log(f"[{ctx.cluster}] verify: ACTIVE on {expected}; {len(pods)} injected pods on {dict(images) or 'no proxy'}"
+              + ("; equal to the backup, migration record cleared" if current is not None else ""))
+    return {
         "cluster": ctx.cluster,
         "control_plane_state": state.control_plane_state,
         "data_plane_state": state.data_plane_state,
@@ -99,10 +157,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         "implementation_before": inp.decision.implementation,
         "proxy_images": dict(sorted(images.items())),
         "injected_pods": len(pods),
-        "verified": not problems,
+        "compared_with_backup": current is not None,
+        "run_id": inp.decision.run_id,
+        "verified": True,
         "warnings": warnings,
     }
-    if problems:
-        raise StepFailed(f"cluster {ctx.cluster}: not verified: {'; '.join(problems)}")
-    tools.log(f"[{ctx.cluster}] verify: ACTIVE on {expected}; {len(pods)} injected pods on {dict(images) or 'no proxy'}")
-    return result

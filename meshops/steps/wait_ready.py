@@ -8,23 +8,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
+from meshops import gcloud, record
 from meshops.context import StepInput
 from meshops.diagnose import diagnose
 from meshops.fleet_state import MeshState, mesh_state
 from meshops.process import StepFailed, Tools, run_json
-from meshops.steps.common import skipped
+from meshops.kube import cluster_access
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = 'Polls the fleet (5 s growing to 30 s, one shared describe per project every ~21 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
 STOPS = 'STALLED / FAILED_PRECONDITION / known error codes, each with its cause and fixing command (REVISION_STALLED with connectgateway off: gcloud services enable connectgateway.googleapis.com); the wait timeout'
 CLUSTER_DATA = False
 NEEDS_DECISION = True
+NEEDS_BACKUP = False
 OPTIONS = ("wait_timeout_seconds",)
 FIRST_DELAY, MAX_DELAY, GROWTH = 5.0, 30.0, 1.5
 
 
 def commands(inp: StepInput) -> list[list[str]]:
-    return [gcloud.describe_mesh(inp.ctx.fleet_project), gcloud.list_enabled_services(inp.ctx.fleet_project)]
+    return [gcloud.describe_mesh(inp.ctx.fleet_project), gcloud.list_enabled_services(inp.ctx.fleet_project),
+            gcloud.describe_cluster(inp.ctx), RECORD_READ, RECORD_WRITE]
 
 
 def delays(first: float = FIRST_DELAY, cap: float = MAX_DELAY, growth: float = GROWTH):
@@ -95,5 +98,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     while True:
         outcome = waiter.poll()
         if isinstance(outcome, dict):
-            return outcome
+            break
         tools.sleep(outcome)
+    with cluster_access(inp.ctx, tools.runner) as kube:
+        record.advance(tools.runner, kube, this_run(tools.runner, kube, inp), "ready")
+    return outcome
