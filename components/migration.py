@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from meshops.context import BACKUP_KEY, DECISION_KEY, Options, StepContext, command_line
+from meshops.context import BACKUP_KEY, DECISION_KEY, PREFIX, Options, StepContext, command_line
 from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL, GUARD, STEPS, backup_source, environment_for
 from meshops.steps import guard as guard_step
+
+CHANNEL_KEY = PREFIX + "CHANNEL"
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,10 @@ def step_spec(step: str, ctx: StepContext, options: Options, rerun: str) -> Step
 
 
 def guard_spec(ctx: StepContext, options: Options) -> StepSpec:
+    """The cluster's identity without the channel: a channel change leaves the guard alone."""
+    identity = {k: v for k, v in ctx.environment().items() if k != CHANNEL_KEY}
     return StepSpec(step=GUARD, create=command_line(GUARD), update=command_line(f"keep {GUARD}"),
-                    delete=command_line("guard-delete"),
-                    environment={**ctx.environment(), **options.environment(guard_step.OPTIONS)})
+                    delete=command_line("guard-delete"), environment={**identity, **options.environment(guard_step.OPTIONS)})
 
 
 def chain_steps(reregister: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:

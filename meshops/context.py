@@ -51,9 +51,10 @@ class StepContext:
         return {PREFIX + name.upper(): value for name, value in sorted(asdict(self).items())}
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str]) -> "StepContext":
-        ctx = cls(**{item.name: _read(env, PREFIX + item.name.upper()) for item in fields(cls)})
-        if ctx.channel not in _CHANNELS:
+    def from_environment(cls, env: Mapping[str, str], needs_channel: bool = True) -> "StepContext":
+        ctx = cls(**{item.name: _read(env, PREFIX + item.name.upper()) if item.name != "channel" or needs_channel else ""
+                     for item in fields(cls)})
+        if needs_channel and ctx.channel not in _CHANNELS:
             raise ContextError(f"environment variable {PREFIX}CHANNEL is {ctx.channel!r}; expected one of {', '.join(_CHANNELS)}")
         return ctx
 
@@ -173,7 +174,8 @@ class StepInput:
     """The rest of the step's environment (CI markers), read by checks that depend on where it runs."""
 
     @classmethod
-    def from_environment(cls, env: Mapping[str, str], needs_decision: bool, needs_backup: bool = False) -> "StepInput":
+    def from_environment(cls, env: Mapping[str, str], needs_decision: bool, needs_backup: bool = False,
+                         needs_channel: bool = True) -> "StepInput":
         decision = backup_from = None
         if needs_decision:
             text = env.get(DECISION_KEY, "")
@@ -188,7 +190,7 @@ class StepInput:
             if not isinstance(backup_from, dict):
                 raise ContextError(f"environment variable {BACKUP_KEY} is not a step result; run steps through `pulumi up`")
         markers = {k: env[k] for k in ("CI", "GITHUB_ACTIONS") if k in env}
-        return cls(StepContext.from_environment(env), Options.from_environment(env), decision, backup_from, markers)
+        return cls(StepContext.from_environment(env, needs_channel), Options.from_environment(env), decision, backup_from, markers)
 
     def new_backup_location(self) -> str:
         """Where a new backup of this run goes: <backupUri>/<stack>/<cluster>/<from>-to-<to>/<run-id>.

@@ -21,6 +21,7 @@ def execute(words: list[str], env: Mapping[str, str], tools: Tools) -> str:
     name = words[0]
     module = guard if name in ("guard", "guard-delete") else STEPS[name]
     action = guard.release if name == "guard-delete" else module.run
-    inp = StepInput.from_environment(env, needs_decision=module.NEEDS_DECISION, needs_backup=module.NEEDS_BACKUP)
+    inp = StepInput.from_environment(env, needs_decision=module.NEEDS_DECISION, needs_backup=module.NEEDS_BACKUP,
+                                     needs_channel=module is not guard)
     result = action(inp, tools)
     return result.to_json() if isinstance(result, Decision) else json.dumps(result, sort_keys=True)

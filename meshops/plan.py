@@ -15,7 +15,7 @@ import yaml
 
 from meshops.context import DECISION_KEY, ContextError, Decision, StepInput, step_of
 from meshops.offline import PROJECT, ROOT, Registration, run_program, stack_config
-from meshops.steps import STEPS
+from meshops.steps import GUARD, STEPS, guard
 
 _ROLE_BY_TYPE = {
     "gcp:gkehub/feature:Feature": "mesh-feature",
@@ -83,15 +83,16 @@ def commands_of(registration: Registration) -> list[list[str]]:
         return []
     create = str(registration.inputs.get("create", ""))
     step = step_of(create)
-    if step is None or step not in STEPS:
+    module = guard if step == GUARD else STEPS.get(step or "")
+    if module is None:
         return [["sh", "-c", create]]
     env = dict(registration.inputs.get("environment") or {})
     env.pop(DECISION_KEY, None)  # known only once preflight has run
     try:
-        inp = StepInput.from_environment(env, needs_decision=False)
+        inp = StepInput.from_environment(env, needs_decision=False, needs_channel=module is not guard)
     except ContextError:
         return [["<step-environment-unknown>"]]
-    return STEPS[step].commands(StepInput(inp.ctx, inp.options, Decision.placeholder(inp.ctx)))
+    return module.commands(StepInput(inp.ctx, inp.options, Decision.placeholder(inp.ctx)))
 
 
 def load_stack_outputs(pairs: list[str]) -> dict[str, dict]:

@@ -52,7 +52,7 @@ def render(plan: dict[str, Any], base_label: str | None = None) -> str:
     out = [f"# Runbook: stack `{plan['stack']}`", "",
            f"Target channel **{', '.join(channels) or 'n/a'}** · {len(clusters)} cluster(s) · {_counts_line(plan)}"]
     if base_label:
-        out += ["", f"Changes are relative to `{base_label}`: ± replace re-runs a step, ~ update changes it in place, · unchanged."]
+        out += ["", f"Changes are relative to `{base_label}`: ± replace re-runs a step, ~ update keeps a step's last result and runs nothing (only `release-channel` acts on an update: it changes the channel), · unchanged."]
     shared = [r for r in resources if r["cluster"] is None and r["step"]]
     out += ["", "## Shared by every cluster", "", "| change | role | resource |", "|---|---|---|"]
     out += [f"| {MARK[r.get('change', 'none')]} | `{r['step']}` | {r['name']} |" for r in shared]
@@ -65,8 +65,10 @@ def render(plan: dict[str, Any], base_label: str | None = None) -> str:
                 f"project `{env.get('GKE_MESH_PROJECT', '?')}` · location `{env.get('GKE_MESH_LOCATION', '?')}` · "
                 f"membership `{env.get('GKE_MESH_MEMBERSHIP', '?')}` in `{env.get('GKE_MESH_MEMBERSHIP_LOCATION', '?')}`", ""]
         if any(r["step"] == "backup" for r in chain):
-            out += ["Protection: nothing is deleted before `backup` has verified this run's backup; `relax-security` keeps "
-                    "traffic flowing while sidecars are away; `restore` puts every object back and checks its digest.", ""]
+            out += ["Protection: a migration record in the cluster (kube-system/gke-mesh-migration) names this run and its backup; "
+                    "nothing is deleted before `backup` has verified it; `relax-security` keeps traffic flowing while sidecars "
+                    "are away; `restore` puts every object back, security first, before `reinject` restarts anything; "
+                    "`verify` compares the cluster with the backup before it clears the record.", ""]
         out += _step_rows(chain)
         declared = [r for r in own if r["step"] in _CLUSTER_ROLES_AFTER_CHAIN]
         if declared:

@@ -44,6 +44,8 @@ def test_migration_table_matches_keys_and_defaults():
         actual = getattr(defaults, attr)
         if attr == "wait_timeout_seconds":
             assert documented == f"{actual // 60}m"
+        elif actual == "":
+            assert documented == "none", key
         else:
             assert documented == (str(actual).lower() if isinstance(actual, bool) else str(actual)), key
 

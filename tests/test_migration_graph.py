@@ -34,9 +34,19 @@ def test_every_chain_step_reruns_only_on_a_channel_change_and_never_deletes():
     for name in CHAIN:
         inputs = step(g, name).inputs
         assert inputs["create"] == f"python3 -m meshops {name}"
-        assert "delete" not in inputs and "update" not in inputs
-        if name != "release-channel":
+        assert "delete" not in inputs
+        if name == "release-channel":
+            assert inputs["update"] == inputs["create"], "the channel change itself is an update of this resource"
+        else:
+            assert inputs["update"] == f"python3 -m meshops keep {name}", "an option edit reprints the result, runs nothing"
             assert inputs["triggers"] == ["regular"], name
+
+
+def test_rerun_is_the_only_other_trigger():
+    g = graph(**{"gke-mesh:migration": {"rerun": "2026-11-26"}})
+    for name in CHAIN:
+        if name != "release-channel":
+            assert step(g, name).inputs["triggers"] == ["regular", "2026-11-26"], name
 
 
 def test_each_step_gets_only_the_options_it_reads():

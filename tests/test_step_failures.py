@@ -13,9 +13,9 @@ import textwrap
 
 import pytest
 
-from meshops.context import DECISION_KEY, Options
+from meshops.context import BACKUP_KEY, DECISION_KEY, Options
 from meshops.steps import STEPS, environment_for
-from tests.chain_driver import Chain, context
+from tests.chain_driver import Cancelled, Chain, context
 from tests.conftest import ROOT
 from tests.fake_world import FakeWorld, seed_field_report
 
@@ -39,11 +39,11 @@ def workdir(tmp_path_factory):
         world = FakeWorld()
         seed_field_report(world)
         chain = Chain(world, context(), Options(stack="dev"))
-        chain.order = ("preflight", "backup")
-        chain.up()
+        with pytest.raises(Cancelled):
+            chain.up(stop_after="backup")
     finally:
         os.chdir(here)
-    return folder, chain.state["preflight"]
+    return folder, chain.state["preflight"].stdout, chain.state["backup"].stdout
 
 
 # The management switches print nothing that is parsed, so malformed output cannot hurt them.
@@ -53,7 +53,7 @@ CASES = [(step, failure) for step in sorted(STEPS) for failure in sorted(FAILURE
 
 @pytest.mark.parametrize("step,failure", CASES, ids=[f"{s}-{f}" for s, f in CASES])
 def test_step_failure_is_one_clear_line(step, failure, workdir, tmp_path):
-    folder, decision = workdir
+    folder, decision, backup_result = workdir
     script, expected = FAILURES[failure]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -66,6 +66,8 @@ def test_step_failure_is_one_clear_line(step, failure, workdir, tmp_path):
            **environment_for(step, context(), Options(stack="fresh" if step == "backup" else "dev"))}
     if STEPS[step].NEEDS_DECISION:
         env[DECISION_KEY] = decision
+    if STEPS[step].NEEDS_BACKUP:
+        env[BACKUP_KEY] = backup_result
     done = subprocess.run([sys.executable, "-m", "meshops", step], cwd=folder, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stdout
     assert done.stdout == ""
