@@ -71,7 +71,7 @@ dir_of() {
     return 0
   fi
   err=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' | head -1)
-  echo "${err:-go mod download $1 failed}" >&2
+  printf '%b\n' "${err:-go mod download $1 failed}" >&2
   return 1
 }
 
