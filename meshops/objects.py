@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 
 MESH_GROUP = "mesh.cloud.google.com"
+PEER_AUTHENTICATION = "peerauthentications.security.istio.io"
+AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
 MESH_PLURALS = ("controlplanerevisions", "dataplanecontrols")
 # Operator state of in-cluster installs; managed CSM does not bring its CRD back, so these
 # objects are kept in the backup but not expected to be restorable.
@@ -103,3 +105,16 @@ def merge_patch(target: dict, patch: dict) -> dict:
         else:
             result[key] = json.loads(json.dumps(value))
     return result
+
+
+def permissive_patch(pa: dict) -> dict | None:
+    """The merge patch turning a STRICT PeerAuthentication PERMISSIVE, or None if nothing is STRICT."""
+    spec = pa.get("spec") or {}
+    patch: dict = {}
+    if (spec.get("mtls") or {}).get("mode") == "STRICT":
+        patch["mtls"] = {"mode": "PERMISSIVE"}
+    ports = {port: {"mode": "PERMISSIVE"} for port, value in (spec.get("portLevelMtls") or {}).items()
+             if (value or {}).get("mode") == "STRICT"}
+    if ports:
+        patch["portLevelMtls"] = ports
+    return {"spec": patch} if patch else None

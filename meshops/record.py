@@ -69,7 +69,10 @@ class MigrationRecord:
         return self.phase not in UNTOUCHED
 
     def reached(self, phase: str) -> bool:
+        """Phases are written ahead: a step records its phase before it changes anything,
+        so a run stopped at any point never looks less advanced than it is."""
         return PHASES.index(self.phase) >= PHASES.index(phase)
+
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -159,3 +162,44 @@ def advance(runner: Runner, kube: Kube, record: MigrationRecord, phase: str, **c
 
 def clear(runner: Runner, kube: Kube) -> None:
     runner(kube.delete("configmap", [NAME], NAMESPACE))
+
+
+OWNER = "gke-mesh-owner"
+"""ConfigMap kube-system/gke-mesh-owner: the one stack that manages this cluster's mesh
+channel. Claimed by the cluster's guard when the stack first takes the cluster, released
+when the guard is deleted; another stack's preflight and guard refuse while it is held."""
+
+
+def owner(runner: Runner, kube: Kube) -> str | None:
+    found = run_json(runner, kube.get_one("configmap", OWNER, NAMESPACE))
+    return str((found.get("data") or {}).get("stack", "")) if found else None
+
+
+def claim(runner: Runner, kube: Kube, stack: str, cluster: str) -> None:
+    """Make `stack` the owner, or refuse when another stack is."""
+    held = owner(runner, kube)
+    if held == stack:
+        return
+    if held is None:
+        document = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"stack": stack},
+                    "metadata": {"name": OWNER, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "gke-mesh"}}}
+        try:
+            runner(kube.create(), input=json.dumps(document))
+            return
+        except StepFailed as error:
+            if "AlreadyExists" not in str(error):
+                raise
+        held = owner(runner, kube)
+        if held == stack:
+            return
+    raise StepFailed(owned_elsewhere(cluster, str(held), stack))
+
+
+def owned_elsewhere(cluster: str, held: str, stack: str) -> str:
+    return (f"cluster {cluster} is managed by stack {held} (kube-system/{OWNER}); one cluster belongs to one stack: remove it "
+            f"from {held} first (its guard releases it), or from stack {stack}")
+
+
+def release(runner: Runner, kube: Kube, stack: str) -> None:
+    if owner(runner, kube) == stack:
+        runner(kube.delete("configmap", [OWNER], NAMESPACE))

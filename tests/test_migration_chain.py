@@ -205,6 +205,8 @@ def test_first_up_on_an_aligned_cluster_changes_nothing():
     mutating = [c for c in world.calls if c[0] == "gcloud" and any(v in c[:5] for v in MUTATING)
                 or c[0] == "kubectl" and c[2] in MUTATING]
     assert mutating == []
+    claimed = cluster.objects.pop(("configmaps", "kube-system", "gke-mesh-owner"))
+    assert claimed["data"] == {"stack": "dev"}, "the only write: the guard's claim on the cluster"
     assert json.dumps(sorted(cluster.objects.items(), key=str), sort_keys=True) == before
     assert not Path("backups").exists(), "no backup is written for a skip"
 

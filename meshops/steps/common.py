@@ -51,4 +51,5 @@ def require_manual(runner: Runner, inp: StepInput) -> None:
 
 
 RECORD_READ = PLAN_KUBE.get_one("configmap", record.NAME, record.NAMESPACE)
+OWNER_READ = PLAN_KUBE.get_one("configmap", record.OWNER, record.NAMESPACE)
 RECORD_WRITE = PLAN_KUBE.replace()

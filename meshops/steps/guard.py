@@ -2,7 +2,8 @@
 its `delete` runs only when the cluster leaves the stack's chain: `pulumi destroy`, the
 cluster removed from `gke-mesh:clusters`, or `migration.enabled: false`.
 
-Create and update only print who guards what. Delete refuses while this stack's
+Create claims the cluster for this stack (ConfigMap kube-system/gke-mesh-owner) and
+refuses when another stack holds it; update keeps its result. Delete refuses while this stack's
 migration record says the cluster was changed and not yet put back (security relaxed,
 control plane purged): dropping the stack's hold then would abandon a dismantled
 cluster without a word. A record of this stack that changed nothing is cleared; another
@@ -15,9 +16,9 @@ from typing import Any
 
 from meshops import gcloud, record
 from meshops.context import StepInput
-from meshops.kube import cluster_access
+from meshops.kube import PLAN_KUBE, cluster_access
 from meshops.process import StepFailed, Tools
-from meshops.steps.common import RECORD_READ
+from meshops.steps.common import OWNER_READ, RECORD_READ
 
 SUMMARY = ("Holds the cluster for this stack: never replaced; its delete (destroy, cluster removed, migration disabled) "
            "refuses while this stack's migration is in flight past its first change.")
@@ -29,14 +30,17 @@ OPTIONS = ("stack",)
 
 
 def commands(inp: StepInput) -> list[list[str]]:
-    return []
+    return [gcloud.describe_cluster(inp.ctx), OWNER_READ, PLAN_KUBE.create()]
 
 
 def delete_commands(inp: StepInput) -> list[list[str]]:
-    return [gcloud.describe_cluster(inp.ctx), RECORD_READ]
+    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, OWNER_READ,
+            PLAN_KUBE.delete("configmap", [record.OWNER], record.NAMESPACE)]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
+    with cluster_access(inp.ctx, tools.runner) as kube:
+        record.claim(tools.runner, kube, inp.options.stack, inp.ctx.cluster)
     return {"cluster": inp.ctx.cluster, "stack": inp.options.stack, "guarded": True}
 
 
@@ -45,6 +49,7 @@ def release(inp: StepInput, tools: Tools) -> dict[str, Any]:
     with cluster_access(ctx, runner) as kube:
         found = record.read(runner, kube)
         if found is None or found.stack != stack:
+            record.release(runner, kube, stack)
             return {"cluster": ctx.cluster, "released": True}
         if found.touched:
             where = found.backup.location if found.backup else "(none)"
@@ -54,5 +59,6 @@ def release(inp: StepInput, tools: Tools) -> dict[str, Any]:
                 f"by hand: python -m meshops restore --backup {where} --cluster {ctx.cluster}; only then remove it "
                 "(README \"When a migration fails\")")
         record.clear(runner, kube)
+        record.release(runner, kube, stack)
     tools.log(f"[{ctx.cluster}] guard: released; an unstarted migration record of stack {stack} was cleared")
     return {"cluster": ctx.cluster, "released": True}

@@ -35,9 +35,8 @@ class ManagementStep:
         if (result := skipped(inp)) is not None:
             return result
         with cluster_access(inp.ctx, tools.runner) as kube:
-            current = this_run(tools.runner, kube, inp)
+            record.advance(tools.runner, kube, this_run(tools.runner, kube, inp), self.phase)
             tools.runner(gcloud.set_mesh_management(inp.ctx, inp.decision.membership, self.management))
-            record.advance(tools.runner, kube, current, self.phase)
         tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} is MANAGEMENT_{self.management.upper()}")
         return {"cluster": inp.ctx.cluster, "management": self.management}
 

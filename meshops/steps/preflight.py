@@ -17,12 +17,12 @@ from meshops.inventory import MESH_NAMESPACES, user_workloads
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import StepFailed, Tools, run_json
 from meshops.record import MigrationRecord
-from meshops.steps.common import RECORD_READ
+from meshops.steps.common import OWNER_READ, RECORD_READ
 from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
            "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run.")
-STOPS = ("a membership that registers another cluster; a MODERNIZATION_* condition; another stack's migration record; "
+STOPS = ("a membership that registers another cluster; a MODERNIZATION_* condition; another stack owning the cluster or its migration record; "
          "a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
          "workloads of yours in istio-system or asm-system")
 CLUSTER_DATA = False
@@ -36,7 +36,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
     bucket = [gcloud.describe_bucket("gs://" + inp.options.backup_uri.removeprefix("gs://").split("/", 1)[0])] \
         if inp.options.backup_uri.startswith("gs://") else []
-    return [gcloud.describe_cluster(ctx), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), RECORD_READ,
+    return [gcloud.describe_cluster(ctx), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"), *bucket,
             *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
 
@@ -109,6 +109,9 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         raise StepFailed(f"cluster {ctx.cluster}: {modernization[0]}: a control plane modernization is in progress; "
                          "never de-provision during one: wait for it to finish")
     with cluster_access(ctx, runner) as kube:
+        held = record.owner(runner, kube)
+        if held not in (None, stack):
+            raise StepFailed(record.owned_elsewhere(ctx.cluster, held, stack))
         existing = record.read(runner, kube)
         if existing and existing.stack != stack:
             raise StepFailed(f"cluster {ctx.cluster}: another stack is migrating it ({existing.describe()}); one cluster belongs "

@@ -16,15 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud, record
-from meshops.backup_store import Backup, BackupStore, planned_reads, planned_writes, read_backup
+from meshops.backup_store import planned_reads, planned_writes, read_backup
+from meshops.drift import supplement_if_drifted
 from meshops.context import StepInput
-from meshops.inventory import MESH_NAMESPACES, crds, live_objects, user_workloads
+from meshops.inventory import MESH_NAMESPACES, crds, user_workloads
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.objects import MESH_GROUP, digest, istio_kinds, kind_of_crd, merge_patch, mesh_crds
+from meshops.objects import MESH_GROUP, kind_of_crd, mesh_crds
 from meshops.process import Runner, StepFailed, Tools
-from meshops.record import BackupRef, MigrationRecord
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, require_manual, skipped, this_run
-from meshops.steps.relax_security import AUTHORIZATION_POLICY, permissive_patch
 
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
 STOPS = ('no verified backup; management not MANUAL now; workloads of yours in istio-system or asm-system; '
@@ -120,59 +119,6 @@ def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
     return found
 
 
-def unchanged(live: dict, backed_up: dict) -> bool:
-    """Whether a live object is its backed-up self, or that with relax-security's change."""
-    patch = permissive_patch(backed_up)
-    relaxed = merge_patch(backed_up, patch) if patch else backed_up
-    return digest(live) in (digest(backed_up), digest(relaxed))
-
-
-def drifted(backup: Backup, live: dict[str, list[dict]]) -> tuple[Backup | None, int]:
-    """A supplementary backup holding what changed since `backup` (None if nothing did), and
-    how many objects differ. Kept from the backup: unchanged objects, and an
-    AuthorizationPolicy that is gone (relax-security may have removed it; restoring a
-    policy errs on the safe side). Taken from the cluster: objects added or changed since.
-    Dropped: other objects deleted since (a deliberate removal is not brought back)."""
-    kept = backup.keyed()
-    now = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for r, objs in live.items() for o in objs}
-    merged, differ = {}, 0
-    for key, obj in now.items():
-        if key in kept and unchanged(obj, kept[key]):
-            merged[key] = kept[key]
-        else:
-            merged[key], differ = obj, differ + 1
-    for key, obj in kept.items():
-        if key not in now:
-            if key[0] == AUTHORIZATION_POLICY:
-                merged[key] = obj
-            else:
-                differ += 1
-    if not differ:
-        return None, 0
-    objects: dict[str, list[dict]] = {r: [] for r in set(backup.objects) | set(live)}
-    for (resource, _, _), obj in sorted(merged.items()):
-        objects[resource].append(obj)
-    return Backup(backup.cluster, backup.from_channel, backup.to_channel, backup.run_id, objects, backup.namespaces,
-                  backup.injected, backup.configmaps, backup.archive), differ
-
-
-def _check_drift(inp: StepInput, tools: Tools, kube: Kube, current: MigrationRecord, ref: BackupRef,
-                 backup: Backup) -> tuple[MigrationRecord, BackupRef]:
-    live = live_objects(tools.runner, kube, istio_kinds(crds(tools.runner, kube)))
-    supplement, differ = drifted(backup, live)
-    if supplement is None:
-        return current, ref
-    location = f"{ref.location}/supplement-{len(current.earlier_backups) + 1}"
-    store = BackupStore(location, tools.runner)
-    new_ref = store.write(supplement)
-    current = record.advance(tools.runner, kube, current, current.phase, backup=new_ref,
-                             earlier_backups=(*current.earlier_backups, ref))
-    store.write_record(current)
-    tools.log(f"[{inp.ctx.cluster}] purge: {differ} Istio objects changed since the backup; "
-              f"a supplementary backup of this run holds them at {location}")
-    return current, new_ref
-
-
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
@@ -192,7 +138,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                              f"{len(workloads)} workloads that are not in the backup (added since preflight); "
                              "move them to another namespace first")
         if not current.reached("purging"):
-            current, ref = _check_drift(inp, tools, kube, current, ref, backup)
+            current, ref = supplement_if_drifted(inp, tools, kube, current, backup)
             current = record.advance(tools.runner, kube, current, "purging")
         for round_number in range(1, MAX_ROUNDS + 1):
             found = purge_once(tools.runner, kube, inp.options.purge_crds)

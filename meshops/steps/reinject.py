@@ -51,6 +51,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     relabelled, missing = {}, []
     with cluster_access(inp.ctx, runner) as kube:
         current = this_run(runner, kube, inp, ref)
+        current = record.advance(runner, kube, current, "reinjected")  # before any change: the record never under-states
         backup = read_backup(ref, runner)
         live = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
         for ns, labels in sorted(backup.namespaces.items()):
@@ -64,7 +65,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         for workload in restarted:
             namespace, ref_text = workload.split("/", 1)
             runner(kube.rollout_status(namespace, ref_text, ROLLOUT_TIMEOUT_SECONDS))
-        record.advance(runner, kube, current, "reinjected")
     if missing:
         tools.log(f"[{inp.ctx.cluster}] reinject: namespaces gone since the backup, not relabelled: {', '.join(missing)}")
     tools.log(f"[{inp.ctx.cluster}] reinject: {len(relabelled)} namespaces relabelled, {len(restarted)} workloads restarted")

@@ -6,22 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud, record
-from meshops.backup_store import planned_reads, read_backup
+from meshops.backup_store import planned_reads, planned_writes, read_backup
 from meshops.context import StepInput
 from meshops.inventory import crds
 from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.objects import istio_kinds
+from meshops.drift import supplement_if_drifted
+from meshops.objects import AUTHORIZATION_POLICY, PEER_AUTHENTICATION, istio_kinds, permissive_patch
 from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
-SUMMARY = 'Turns STRICT PeerAuthentications PERMISSIVE (and removes AuthorizationPolicies only if asked) so traffic flows while sidecars go away.'
+SUMMARY = ('Compares the live Istio objects with the backup (what changed since goes into a supplementary backup), then turns '
+           'STRICT PeerAuthentications PERMISSIVE (and removes AuthorizationPolicies only if asked) so traffic flows while sidecars go away.')
 STOPS = 'no verified backup; a migration record that is not this run\'s'
 NEEDS_DECISION = True
 NEEDS_BACKUP = True
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
 OPTIONS = ("relax_security", "remove_authorization_policies")
-PEER_AUTHENTICATION = "peerauthentications.security.istio.io"
-AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
 
 
 def commands(inp: StepInput) -> list[list[str]]:
@@ -34,20 +34,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     if not found:
         return []
     return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *planned_reads("<backup-location>"),
-            k.get("customresourcedefinitions"), *found, RECORD_WRITE]
-
-
-def permissive_patch(pa: dict) -> dict | None:
-    """The merge patch turning a STRICT PeerAuthentication PERMISSIVE, or None if nothing is STRICT."""
-    spec = pa.get("spec") or {}
-    patch: dict = {}
-    if (spec.get("mtls") or {}).get("mode") == "STRICT":
-        patch["mtls"] = {"mode": "PERMISSIVE"}
-    ports = {port: {"mode": "PERMISSIVE"} for port, value in (spec.get("portLevelMtls") or {}).items()
-             if (value or {}).get("mode") == "STRICT"}
-    if ports:
-        patch["portLevelMtls"] = ports
-    return {"spec": patch} if patch else None
+            k.get("customresourcedefinitions"), k.get("<istio-resource>", all_namespaces=True),
+            *planned_writes("<backup-location>/supplement-<n>"), RECORD_WRITE, *found]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -60,7 +48,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ref = backup_ref(inp)
     with cluster_access(inp.ctx, tools.runner) as kube:
         current = this_run(tools.runner, kube, inp, ref)
-        read_backup(ref, tools.runner)  # nothing changes without a verified backup
+        backup = read_backup(current.backup, tools.runner)  # nothing changes without a verified backup
+        if not current.reached("purging"):  # every try: a teammate may have edited since the last one
+            current, ref = supplement_if_drifted(inp, tools, kube, current, backup)
+        current = record.advance(tools.runner, kube, current, "relaxed")  # before any change: the record never under-states
         served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
         if opts.relax_security and PEER_AUTHENTICATION in served:
             for pa in items(tools.runner, kube.get(PEER_AUTHENTICATION, all_namespaces=True)):
@@ -76,6 +67,5 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             for ns, names in sorted(by_ns.items()):
                 tools.runner(kube.delete(AUTHORIZATION_POLICY, sorted(names), ns))
                 removed += [f"{ns}/{n}" for n in sorted(names)]
-        record.advance(tools.runner, kube, current, "relaxed")
     tools.log(f"[{inp.ctx.cluster}] relax-security: {len(relaxed)} PeerAuthentications PERMISSIVE, {len(removed)} AuthorizationPolicies removed")
     return {"cluster": inp.ctx.cluster, "relaxed": relaxed, "removed": removed}

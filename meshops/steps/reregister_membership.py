@@ -41,6 +41,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ctx, runner, name = inp.ctx, tools.runner, inp.decision.membership
     with cluster_access(ctx, runner) as kube:
         current = this_run(runner, kube, inp)
+        current = record.advance(runner, kube, current, "registered")  # before any change: the record never under-states
         if _exists(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
             runner(gcloud.delete_membership(ctx, name))
         runner(gcloud.register_membership(ctx, name))
@@ -49,6 +50,5 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             resolve_membership(ctx, after)
         except StepFailed as error:
             raise StepFailed(f"after re-registering: {error}") from None
-        record.advance(runner, kube, current, "registered")
     tools.log(f"[{ctx.cluster}] reregister-membership: {name} re-registered in {ctx.fleet_project}")
     return {"cluster": ctx.cluster, "membership": name, "reregistered": True}

@@ -61,6 +61,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     runner, decision, ref = tools.runner, inp.decision, backup_ref(inp)
     with cluster_access(inp.ctx, runner) as kube:
         current = this_run(runner, kube, inp, ref)
+        current = record.advance(runner, kube, current, "restored")  # before any change: the record never under-states
         backup = read_backup(ref, runner)
         kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
         archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) in ARCHIVE_ONLY_GROUPS)
@@ -82,7 +83,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         if wrong:
             raise StepFailed(f"cluster {inp.ctx.cluster}: {len(wrong)} restored objects are missing or differ from the backup; "
                              f"the backup is at {ref.location}")
-        record.advance(runner, kube, current, "restored")
     restored = sum(len(backup.objects[k.resource]) for k in restored_kinds)
     tools.log(f"[{inp.ctx.cluster}] restore: {restored} objects re-applied and verified by digest; namespaces created: {len(namespaces)}")
     if backup.archive:

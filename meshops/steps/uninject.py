@@ -34,6 +34,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     runner = tools.runner
     with cluster_access(inp.ctx, runner) as kube:
         current = this_run(runner, kube, inp)
+        current = record.advance(runner, kube, current, "uninjected")  # before any change: the record never under-states
         labelled = injection_labels(runner, kube)
         for ns, labels in sorted(labelled.items()):
             runner(kube.label_namespace(ns, {}, sorted(labels)))
@@ -41,7 +42,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         if inp.options.restart_workloads:
             workloads, orphans = owners_of(injected_pods(runner, kube), items(runner, kube.get("replicasets", all_namespaces=True)))
             restarted = restart(runner, kube, workloads)
-        record.advance(runner, kube, current, "uninjected")
     if orphans:
         tools.log(f"[{inp.ctx.cluster}] uninject: pods without a restartable owner keep their sidecar until deleted: {', '.join(orphans[:10])}")
     tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")
