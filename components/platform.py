@@ -17,22 +17,25 @@ from components.settings import Cluster, Settings
 from meshops.context import Options, StepContext
 
 MESH_APIS = ("mesh.googleapis.com", "connectgateway.googleapis.com", "gkehub.googleapis.com")
-VERIFY_FIELDS = ("control_plane_state", "data_plane_state", "revision", "implementation", "proxy_images", "verified")
+VERIFY_FIELDS = ("verified", "run_id", "control_plane_state", "data_plane_state", "revision", "implementation", "proxy_images")
 
 
 def verify_outputs(stdout: str | None) -> dict[str, Any]:
-    """The stack-output fields from the verify step's JSON result."""
+    """`clusters.<name>.last_verify`: what the verify step found when it last ran. Named for
+    what it is: a Command's stdout is as old as its last run (`pulumi refresh` never
+    re-runs a command), so this is the last migration's proof, not a live reading."""
     try:
         result = json.loads(stdout or "")
     except ValueError:
         result = {}
     return {
+        "verified": result.get("verified", False) is True,
+        "run_id": result.get("run_id", ""),
         "control_plane_state": result.get("control_plane_state", "UNKNOWN"),
         "data_plane_state": result.get("data_plane_state", "UNKNOWN"),
         "revision": result.get("revision", ""),
         "implementation": result.get("implementation", "UNKNOWN"),
         "proxy_images": result.get("proxy_images", {}),
-        "verified": result.get("verified", False) is True,
     }
 
 
@@ -87,7 +90,7 @@ class ClusterMesh(pulumi.ComponentResource):
             "membership": values[0],
             "membership_location": cluster.membership_location,
             "release_channel": cluster.release_channel,
-            **values[1],
+            "last_verify": values[1],
         })
         self.register_outputs({"outputs": self.outputs})
 

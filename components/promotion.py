@@ -1,5 +1,6 @@
 """The promotion gate: a stack may target a channel only once the stage before it has
-verified that channel ACTIVE on every one of its clusters.
+verified that channel ACTIVE on every one of its clusters, as its last verify step
+(`clusters.<name>.last_verify`, compared with the backup) proved it.
 
 The previous stage's outputs are read through a StackReference *before* anything else is
 registered (the reference itself is a read), so a refused promotion changes nothing.
@@ -27,10 +28,11 @@ def gate_problem(stage: str, target: str, outputs: Any) -> str | None:
     for name, cluster in sorted(clusters.items()):
         if not isinstance(cluster, dict):
             return f"stage {stage} reports cluster {name} without details"
-        state = (cluster.get("release_channel"), cluster.get("control_plane_state"), cluster.get("verified"))
+        last = cluster.get("last_verify") if isinstance(cluster.get("last_verify"), dict) else {}
+        state = (cluster.get("release_channel"), last.get("control_plane_state"), last.get("verified"))
         if state != (target, "ACTIVE", True):
             return (f"stage {stage} has not verified {target} on cluster {name}: it has channel {state[0]}, "
-                    f"control plane {state[1]}, verified {state[2]}")
+                    f"control plane {state[1]} and verified {state[2]} at its last verify")
     return None
 
 

@@ -139,7 +139,8 @@ def test_clusters_share_only_apis_and_feature():
 def verify_stdout(args):
     if args.name.endswith("-verify"):
         return {"stdout": json.dumps({"control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE", "revision": "asm-managed",
-                                      "implementation": "ISTIOD", "proxy_images": {"proxyv2:1.20.8-asm.33": 4}, "verified": True})}
+                                      "implementation": "ISTIOD", "proxy_images": {"proxyv2:1.20.8-asm.33": 4}, "verified": True,
+                                      "run_id": "20261126T010000Z"})}
     return {}
 
 
@@ -150,14 +151,15 @@ def test_stack_outputs_carry_the_verify_result():
         "release_channel": "regular",
         "clusters": {"dev-cluster-1": {"project": "my-project-123456", "location": "asia-northeast1-a", "membership": "dev-m",
                                        "membership_location": "asia-northeast1", "release_channel": "regular",
-                                       "control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE", "revision": "asm-managed",
-                                       "implementation": "ISTIOD", "proxy_images": {"proxyv2:1.20.8-asm.33": 4}, "verified": True}},
+                                       "last_verify": {"verified": True, "run_id": "20261126T010000Z", "control_plane_state": "ACTIVE",
+                                                       "data_plane_state": "ACTIVE", "revision": "asm-managed", "implementation": "ISTIOD",
+                                                       "proxy_images": {"proxyv2:1.20.8-asm.33": 4}}}},
     }
 
 
 def test_outputs_are_unverified_until_verify_has_run():
     cluster = run(minimal_config(), preview=False).outputs["clusters"]["dev-cluster-1"]
-    assert cluster["verified"] is False and cluster["control_plane_state"] == "UNKNOWN"
+    assert cluster["last_verify"]["verified"] is False and cluster["last_verify"]["control_plane_state"] == "UNKNOWN"
     assert run(minimal_config()).outputs["clusters"]["dev-cluster-1"] == "<unknown>", "a preview cannot know the result"
 
 

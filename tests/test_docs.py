@@ -61,7 +61,8 @@ def test_cluster_defaults_in_readme_match_the_dataclass():
 def test_outputs_table_matches_the_program_outputs():
     documented = set(table_after("## Outputs"))
     outputs = run(minimal_config(), preview=False).outputs
-    actual = set(outputs) | {f"clusters.<name>.{k}" for k in outputs["clusters"]["dev-cluster-1"]}
+    cluster = outputs["clusters"]["dev-cluster-1"]
+    actual = set(outputs) | {f"clusters.<name>.{k}" for k in cluster} | {f"clusters.<name>.last_verify.{k}" for k in cluster["last_verify"]}
     assert documented == actual
 
 

@@ -21,8 +21,9 @@ GOLDEN = ROOT / "tests" / "golden"
 DEV = "organization/gke-mesh/dev"
 VERIFIED = {"release_channel": "regular", "clusters": {"dev-cluster-1": {
     "project": "my-project-123456", "location": "asia-northeast1", "membership": "dev-cluster-1", "membership_location": "asia-northeast1",
-    "release_channel": "regular", "control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE", "revision": "asm-managed",
-    "implementation": "ISTIOD", "proxy_images": {"gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33": 4}, "verified": True}}}
+    "release_channel": "regular", "last_verify": {
+        "verified": True, "run_id": "20261126T010000Z", "control_plane_state": "ACTIVE", "data_plane_state": "ACTIVE",
+        "revision": "asm-managed", "implementation": "ISTIOD", "proxy_images": {"gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33": 4}}}}}
 
 
 def gated(**promotion):
@@ -55,10 +56,10 @@ def broken(path: list[str], value):
 
 
 @pytest.mark.parametrize("outputs,expected", [
-    (broken(["clusters", "dev-cluster-1", "verified"], False),
-     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane ACTIVE, verified False"),
-    (broken(["clusters", "dev-cluster-1", "control_plane_state"], "PROVISIONING"),
-     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane PROVISIONING, verified True"),
+    (broken(["clusters", "dev-cluster-1", "last_verify", "verified"], False),
+     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane ACTIVE and verified False at its last verify"),
+    (broken(["clusters", "dev-cluster-1", "last_verify", "control_plane_state"], "PROVISIONING"),
+     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane PROVISIONING and verified True at its last verify"),
     (broken(["release_channel"], "rapid"), "stage organization/gke-mesh/dev targets 'rapid', not regular"),
     (broken(["clusters"], {}), "stage organization/gke-mesh/dev reports no clusters"),
     ({}, "stage organization/gke-mesh/dev has no outputs; has it been deployed (pulumi up) with this program?"),
@@ -120,7 +121,7 @@ def stacks(tmp_path):
 def outputs_of(channel="regular", verified=True):
     """A reader of the source stack's outputs, as `pulumi stack output --json` would give them."""
     def read(stack):
-        outputs = broken(["clusters", "dev-cluster-1", "verified"], verified)
+        outputs = broken(["clusters", "dev-cluster-1", "last_verify", "verified"], verified)
         outputs["release_channel"] = channel
         return outputs
     return read
