@@ -110,8 +110,12 @@ def kubectl_permissions(calls: list[list[str]]) -> set[tuple[str, str]]:
             used |= {(verb, r if r.endswith("s") or "." in r else r + "s") for r in rest[0].split(",")}
         elif verb == "label":
             used.add(("patch", "namespaces"))
-        elif verb == "rollout":
+        elif verb == "rollout" and rest[0] == "restart":
             used |= {("patch", ref.split("/")[0] + "s") for ref in rest[1:] if "/" in ref}
+        elif verb == "rollout":  # status: reads the workload and its replica sets, and watches
+            used |= {("get", ref.split("/")[0] + "s") for ref in rest[1:] if "/" in ref} | {("watch", "deployments")}
+        elif verb in ("create", "replace"):  # only gke-mesh's own config maps (owner claim, migration record)
+            used.add(("create" if verb == "create" else "update", "configmaps"))
         elif verb == "apply":
             used |= {("create", "*.istio.io"), ("patch", "*.istio.io")}
     return used

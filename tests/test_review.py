@@ -78,9 +78,10 @@ def test_unrelated_edit_changes_only_what_it_touches(tmp_path):
     assert changed == [("api:monitoring.googleapis.com", "create")]
 
 
-def test_option_edit_reruns_only_the_steps_that_read_it(tmp_path):
+def test_option_edit_updates_only_the_steps_that_read_it(tmp_path):
+    """An update of a chain step runs its `keep` (nothing against the cluster)."""
     base = stack_file(tmp_path, "dev", lambda c: None)
-    new = stack_file(tmp_path, "new", lambda c: c.update({"gke-mesh:migration": {"waitTimeout": "45m"}}))
+    new = stack_file(tmp_path, "new", lambda c: c.update({"gke-mesh:migration": {**c["gke-mesh:migration"], "waitTimeout": "45m"}}))
     plan = annotate(build_plan(base, "dev"), build_plan(new, "dev"))
     assert [(r["step"], r["change"]) for r in plan["resources"] if r["change"] != "none"] == [("wait-ready", "update")]
 
