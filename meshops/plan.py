@@ -2,7 +2,7 @@
 
 Runs the real program under mocks (meshops.offline) with the stack file's config and
 prints every registered resource with its direct dependencies, its step role, its
-cluster, its inputs and the CLI calls it makes (DESIGN.md §5).
+cluster, its inputs and the CLI calls it makes (docs/architecture.md §7).
 """
 
 from __future__ import annotations

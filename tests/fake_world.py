@@ -1,16 +1,32 @@
 """An in-memory GKE cluster + fleet that answers the gcloud and kubectl argv our steps build.
 
-It behaves like the real thing where the migration depends on it (DESIGN.md §6):
-- deleting a CRD deletes its objects; deleting a namespace deletes what is in it;
-- membership names can differ from cluster names; memberships are per location;
+It behaves like the real thing where the migration depends on it; each rule and where it
+comes from (field report: shared/seed, the engineer's rapid -> regular run of June 2025):
+- deleting a CRD deletes its objects (Kubernetes docs, "Extend the Kubernetes API with
+  CustomResourceDefinitions", Delete a CustomResourceDefinition); deleting a namespace
+  deletes what is in it (Kubernetes docs, Namespaces). Deletion here is immediate: no
+  finalizers, no Terminating phase (a simplification, not a rule);
+- membership names can differ from cluster names; memberships are per location (gcloud
+  reference, `container fleet memberships`; the field report's membership);
 - `mesh update --management automatic` provisions on the cluster's channel *at that
-  moment*, passing through PROVISIONING (or STALLED when connectgateway is off) to ACTIVE,
-  and only then installs the in-cluster control plane;
-- the mesh CRDs come back once after a purge while the membership is still in the mesh;
+  moment* (Google, service-mesh/docs/managed/release-channels), passing through
+  PROVISIONING (or STALLED with REVISION_STALLED when connectgateway is off: field
+  report) to ACTIVE, and only then installs the in-cluster control plane;
+- the mesh CRDs come back once after a purge while the membership is still in the mesh
+  (field report: "they came back ~30 s later"; once is our model, the report does not
+  say how often);
 - pods get a sidecar at (re)start only when their namespace's label matches a running
-  revision; the data plane is DISABLED until an injected pod runs;
+  revision (Istio docs, "Installing the Sidecar", automatic injection; revision labels);
+  the data plane is DISABLED until an injected pod runs (field report);
+- `kubectl create` of an existing object fails AlreadyExists, `kubectl replace` with a
+  stale resourceVersion fails with 409 Conflict (Kubernetes docs, API concepts,
+  "Resource versions"); `kubectl get KIND NAME --ignore-not-found` prints nothing when
+  absent (kubectl reference);
+- `gcloud storage cp - URL` stores stdin, `gcloud storage cat URL` prints an object
+  (gcloud reference); buckets describe with GcsBucketResource's field names;
 - every call can be made to fail (fault injection), and a simulated clock replaces sleep.
-Anything it does not understand fails the test loudly.
+Anything it does not understand fails the test loudly. Which of these the testbed's real
+API server confirms: testbed/ (kube_server.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""DESIGN.md invariant 2: the same config registers byte-identical inputs on any machine.
+"""docs/architecture.md invariant 2: the same config registers byte-identical inputs on any machine.
 
 The plan (every registered input of every resource) is produced twice in separate
 processes that differ in working directory, HOME, user, PATH, locale, time zone and hash

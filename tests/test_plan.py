@@ -1,4 +1,4 @@
-"""`python -m meshops plan`: the offline plan contract (DESIGN.md §5), as a user runs it."""
+"""`python -m meshops plan`: the offline plan contract (docs/architecture.md §7), as a user runs it."""
 
 from __future__ import annotations
 
