@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from meshops.context import ContextError
-from meshops.process import StepFailed, Tools
+from meshops.process import StepFailed, Tools, run
 from meshops.steps import STEPS
 
 
@@ -40,8 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     rollout.add_argument("--action", choices=["preview", "up"], default="preview")
     rollout.add_argument("--parallel", type=int, default=1, help="stacks of one wave run together (default 1)")
     rollout.add_argument("--dir", type=Path, default=Path("."), help="the Pulumi project folder (default: here)")
+    status = sub.add_parser("status", help="read-only, live state of a stack's clusters and any migration in flight")
+    status.add_argument("--config", required=True, type=Path, help="stack file, e.g. Pulumi.prod.yaml")
+    status.add_argument("--stack", help="stack name (default: from the file name)")
+    status.add_argument("--cluster", help="only this cluster")
+    status.add_argument("--format", default="text", choices=["text", "json"])
     for name in STEPS:
-        sub.add_parser(name, help=f"run the {name} step (normally run by `pulumi up`)")
+        step = sub.add_parser(name, help=f"run the {name} step (normally run by `pulumi up`)"
+                              + ("; with --config: restore a recorded backup by hand" if name == "restore" else ""))
+        if name == "restore":
+            step.add_argument("--config", type=Path, help="stack file: restore by hand, outside `pulumi up`")
+            step.add_argument("--stack", help="stack name (default: from the file name)")
+            step.add_argument("--cluster", help="the cluster to restore (required with --config)")
+            step.add_argument("--backup", help="backup location (default: the one the cluster's migration record names)")
+            step.add_argument("--sha256", help="sha256 of that backup's manifest.json, when no record names it")
+            step.add_argument("--dry-run", action="store_true", help="say what would be applied, change nothing")
     keep = sub.add_parser("keep", help="a step's update: print its previous result, run nothing (normally run by `pulumi up`)")
     keep.add_argument("step", choices=[*STEPS, "guard"])
     sub.add_parser("guard", help="hold a cluster for this stack (normally run by `pulumi up`)")
@@ -109,6 +123,48 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from components.settings import ConfigError
+    from meshops import breakglass
+    from meshops.plan import PlanError
+
+    try:
+        found = breakglass.targets(args.config, args.stack, args.cluster)
+    except (ConfigError, PlanError, breakglass.BreakGlassError, OSError, ValueError) as error:
+        print(f"meshops status: {error}", file=sys.stderr)
+        return 2
+    statuses = []
+    for target in found:
+        status, error = breakglass.guarded(breakglass.cluster_status, target, run)
+        if error:
+            print(f"meshops status [{target.ctx.cluster}]: {error}", file=sys.stderr)
+            return 1
+        statuses.append(status)
+    sys.stdout.write(json.dumps(statuses, indent=2, sort_keys=True) + "\n" if args.format == "json" else breakglass.render(statuses))
+    return breakglass.exit_code(statuses)
+
+
+def _restore_by_hand(args: argparse.Namespace) -> int:
+    from components.settings import ConfigError
+    from meshops import breakglass
+    from meshops.plan import PlanError
+
+    if not args.cluster:
+        print("meshops restore: --cluster is required with --config", file=sys.stderr)
+        return 2
+    try:
+        (target,) = breakglass.targets(args.config, args.stack, args.cluster)
+    except (ConfigError, PlanError, breakglass.BreakGlassError, OSError, ValueError) as error:
+        print(f"meshops restore: {error}", file=sys.stderr)
+        return 2
+    result, error = breakglass.guarded(breakglass.restore, target, run, args.backup, args.sha256, args.dry_run)
+    if error:
+        print(f"meshops restore [{args.cluster}]: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(breakglass.restore_text(result))
+    return 0
+
+
 def _run(words: list[str]) -> int:
     """Run one step (or a step's `keep`, or the guard); stdout is its one JSON result,
     progress goes to stderr, a failure is one line on stderr."""
@@ -143,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         return _promote(args)
     if args.command == "rollout":
         return _rollout(args)
+    if args.command == "status":
+        return _status(args)
+    if args.command == "restore" and args.config is not None:
+        return _restore_by_hand(args)
     return _run([args.command, args.step] if args.command == "keep" else [args.command])
 
 

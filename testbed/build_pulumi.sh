@@ -64,7 +64,8 @@ MISSING=()
 # dir_of MODULE@VERSION -> prints the extracted module dir, or returns 1 with the error on stderr
 dir_of() {
   local json dir err
-  json=$(go mod download -json "$1" 2>/dev/null || true)
+  # run outside any go.mod so that no module's go.mod/go.sum is touched
+  json=$(cd "$WORK" && go mod download -json "$1" 2>/dev/null || true)
   dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -1)
   if [[ -n "$dir" && -d "$dir" ]]; then
     printf '%s\n' "$dir"

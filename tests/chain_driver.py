@@ -37,7 +37,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from components.channel import channel_spec
 from components.migration import StepSpec, chain_steps, guard_spec, step_spec
@@ -86,6 +86,9 @@ class Chain:
     ran: list[tuple[str, str]] = field(default_factory=list)
     """(resource, what ran: create/update/delete) in the last deployment."""
     in_program: bool = True
+    executor: Callable[[list[str], Mapping[str, str], Any], str] = execute
+    """Runs a command's words (after `python3 -m meshops`): meshops.execute.execute, or a stand-in
+    (tests/test_engine_differential.py uses testbed/recorder.py)."""
 
     def program(self) -> list[StepSpec]:
         if not self.in_program:
@@ -142,7 +145,7 @@ class Chain:
         self.ran.append((name, action))
         try:
             with self._in_workdir():
-                return execute(words[3:], {**self.process_env, **env}, self.world.tools())
+                return self.executor(words[3:], {**self.process_env, **env}, self.world.tools())
         finally:
             self.calls_by_step[name] = self.calls_by_step.get(name, 0) + len(self.world.calls) - before
 

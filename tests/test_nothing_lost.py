@@ -182,7 +182,7 @@ def test_case_5_a_workload_added_after_preflight_stops_the_purge_and_the_guard_h
         chain.up()
     assert ("customresourcedefinitions", "", VS) in cluster.objects, "nothing purged"
     chain.in_program = False  # the operator gives up and removes the cluster from the stack
-    with pytest.raises(StepFailed, match="mid-migration .*restore by hand: python -m meshops restore --backup"):
+    with pytest.raises(StepFailed, match="mid-migration .*restore by hand: python -m meshops restore --config Pulumi.dev.yaml --cluster dev-cluster-1"):
         chain.up()
     assert "guard" in chain.state, "the stack keeps its hold on a cluster it left relaxed"
 

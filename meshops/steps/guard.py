@@ -52,11 +52,10 @@ def release(inp: StepInput, tools: Tools) -> dict[str, Any]:
             record.release(runner, kube, stack)
             return {"cluster": ctx.cluster, "released": True}
         if found.touched:
-            where = found.backup.location if found.backup else "(none)"
             raise StepFailed(
                 f"cluster {ctx.cluster} is mid-migration ({found.describe()}): its mesh security may be relaxed and its "
                 f"control plane purged. Finish it first (put the cluster back in the stack and run `pulumi up`), or restore "
-                f"by hand: python -m meshops restore --backup {where} --cluster {ctx.cluster}; only then remove it "
+                f"by hand: python -m meshops restore --config Pulumi.{stack}.yaml --cluster {ctx.cluster}; only then remove it "
                 "(README \"When a migration fails\")")
         record.clear(runner, kube)
         record.release(runner, kube, stack)

@@ -55,6 +55,37 @@ def security_first(resource: str) -> tuple[int, str]:
     return (0 if resource in SECURITY else 1, resource)
 
 
+def apply_backup(runner, kube, backup: Backup, location: str, cluster: str, from_revision: str, to_revision: str,
+                 dry_run: bool = False) -> dict[str, Any]:
+    """Server-side apply `backup` (security kinds first) and check every object's digest;
+    with `dry_run`, only say what would be applied. Shared with `meshops restore`."""
+    kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
+    archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) in ARCHIVE_ONLY_GROUPS)
+    lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) not in ARCHIVE_ONLY_GROUPS)
+    if lost:
+        raise StepFailed(f"cluster {cluster}: kinds {', '.join(lost)} are not served; their objects stay in the backup at {location}")
+    to_apply = [o for r in sorted(backup.objects, key=security_first) if r in kinds for o in backup.objects[r]]
+    to_apply += carried_configmaps(backup, from_revision, to_revision)
+    needed = {o["metadata"].get("namespace") for o in to_apply} - {None, ""}
+    live_namespaces = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
+    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(needed - live_namespaces)]
+    restored_kinds = [kinds[r] for r, objs in sorted(backup.objects.items()) if objs and r in kinds]
+    summary = {"restored": sum(len(backup.objects[k.resource]) for k in restored_kinds), "archived_kinds": archived,
+               "archived_objects": len(backup.archive), "created_namespaces": [n["metadata"]["name"] for n in namespaces],
+               "by_kind": {k.resource: len(backup.objects[k.resource]) for k in restored_kinds}}
+    if dry_run:
+        return summary
+    if to_apply:
+        runner(kube.apply(), input=json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces + to_apply}))
+    live = live_objects(runner, kube, restored_kinds)
+    live_digests = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
+    wrong = [key for key, obj in backup.keyed().items() if key[0] in kinds and live_digests.get(key) != digest(obj)]
+    if wrong:
+        raise StepFailed(f"cluster {cluster}: {len(wrong)} restored objects are missing or differ from the backup; "
+                         f"the backup is at {location}")
+    return summary
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
@@ -63,31 +94,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         current = this_run(runner, kube, inp, ref)
         current = record.advance(runner, kube, current, "restored")  # before any change: the record never under-states
         backup = read_backup(ref, runner)
-        kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
-        archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) in ARCHIVE_ONLY_GROUPS)
-        lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) not in ARCHIVE_ONLY_GROUPS)
-        if lost:
-            raise StepFailed(f"cluster {inp.ctx.cluster}: kinds {', '.join(lost)} are not served after re-provisioning; "
-                             f"their objects stay in the backup at {ref.location}")
-        to_apply = [o for r in sorted(backup.objects, key=security_first) if r in kinds for o in backup.objects[r]]
-        to_apply += carried_configmaps(backup, decision.from_revision, decision.to_revision)
-        needed = {o["metadata"].get("namespace") for o in to_apply} - {None, ""}
-        live_namespaces = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
-        namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(needed - live_namespaces)]
-        if to_apply:
-            runner(kube.apply(), input=json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces + to_apply}))
-        restored_kinds = [kinds[r] for r, objs in sorted(backup.objects.items()) if objs and r in kinds]
-        live = live_objects(runner, kube, restored_kinds)
-        live_digests = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
-        wrong = [key for key, obj in backup.keyed().items() if key[0] in kinds and live_digests.get(key) != digest(obj)]
-        if wrong:
-            raise StepFailed(f"cluster {inp.ctx.cluster}: {len(wrong)} restored objects are missing or differ from the backup; "
-                             f"the backup is at {ref.location}")
-    restored = sum(len(backup.objects[k.resource]) for k in restored_kinds)
-    tools.log(f"[{inp.ctx.cluster}] restore: {restored} objects re-applied and verified by digest; namespaces created: {len(namespaces)}")
+        summary = apply_backup(runner, kube, backup, ref.location, inp.ctx.cluster, decision.from_revision, decision.to_revision)
+    tools.log(f"[{inp.ctx.cluster}] restore: {summary['restored']} objects re-applied and verified by digest; "
+              f"namespaces created: {len(summary['created_namespaces'])}")
     if backup.archive:
         tools.log(f"[{inp.ctx.cluster}] restore: {len(backup.archive)} config maps/secrets of istio-system and asm-system stay "
                   f"in the backup (not re-applied: the new control plane owns those namespaces)")
-    return {"cluster": inp.ctx.cluster, "restored": restored, "verified": True, "archived_kinds": archived,
-            "archived_objects": len(backup.archive),
-            "created_namespaces": [n["metadata"]["name"] for n in namespaces]}
+    return {"cluster": inp.ctx.cluster, "verified": True, **{k: v for k, v in summary.items() if k != "by_kind"}}

@@ -49,6 +49,7 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	logsapi "k8s.io/component-base/logs/api/v1"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
@@ -61,6 +62,9 @@ func main() {
 		}
 		return
 	}
+	// kube-apiserver and kube-controller-manager each apply the (same, default) logging
+	// configuration; the second would otherwise be refused and stop the controller manager.
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "kube-testbed: %v\n", err)
 		os.Exit(1)
@@ -144,7 +148,25 @@ func run() error {
 	}
 	args = append(args, extra...)
 
-	apiserver := apiserverapp.NewAPIServerCommand() // it owns SIGTERM/SIGINT handling
+	// kube-apiserver handles SIGTERM/SIGINT itself (graceful shutdown; a second signal exits
+	// at once). Its drain waits for long-running requests such as the controller manager's
+	// watches, up to a minute: a test server does not need that, so 1s after the first
+	// signal etcd is closed and the process exits whatever the API server is doing.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-signals
+		time.Sleep(time.Second)
+		fmt.Fprintf(os.Stderr, "kube-testbed: exiting without waiting for the API server to drain\n")
+		closed := make(chan struct{})
+		go func() { etcdServer.Close(); close(closed) }()
+		select { // etcd's Close waits for its clients; the data folder is thrown away anyway
+		case <-closed:
+		case <-time.After(time.Second):
+		}
+		os.Exit(0)
+	}()
+	apiserver := apiserverapp.NewAPIServerCommand()
 	apiserver.SetArgs(args)
 	done := make(chan error, 1)
 	go func() { done <- apiserver.Execute() }()
