@@ -16,17 +16,20 @@ from __future__ import annotations
 import pulumi
 import pulumi_command as command
 
-from components.migration import StepSpec
+from components.migration import StepSpec, register
 from meshops.context import Options, StepContext, command_line
 from meshops.steps import environment_for
 
 
-def channel_spec(ctx: StepContext) -> StepSpec:
+def channel_spec(ctx: StepContext, in_chain: bool) -> StepSpec:
     """Unlike the chain's steps this one is meant to run on an update: a new target channel
-    is an input change (no triggers), and its `update` is the step itself, which reads the
-    channel first and changes it only when it differs."""
+    is an input change, and its `update` is the step itself, which reads the channel first
+    and changes it only when it differs. In a migration chain it is also replaced (run
+    again) by every new or resumed run (preflight's run id in its triggers), so a channel
+    changed by hand is put back."""
     return StepSpec(step="release-channel", create=command_line("release-channel"), update=command_line("release-channel"),
-                    delete=None, environment=environment_for("release-channel", ctx, Options()))
+                    delete=None, environment=environment_for("release-channel", ctx, Options()),
+                    run_from="preflight" if in_chain else None)
 
 
 class ReleaseChannel(pulumi.ComponentResource):
@@ -34,14 +37,9 @@ class ReleaseChannel(pulumi.ComponentResource):
 
     command: command.local.Command
 
-    def __init__(self, name: str, ctx: StepContext, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, ctx: StepContext, depends_on: list[pulumi.Resource],
+                 chain_steps: dict[str, command.local.Command] | None = None, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-mesh:channel:ReleaseChannel", name, None, opts)
-        spec = channel_spec(ctx)
-        self.command = command.local.Command(
-            f"{ctx.cluster}-release-channel",
-            create=spec.create,
-            update=spec.update,
-            environment=spec.environment,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
-        )
+        spec = channel_spec(ctx, in_chain=chain_steps is not None)
+        self.command = register(f"{ctx.cluster}-release-channel", spec, chain_steps or {}, self, depends_on)
         self.register_outputs({"channel": ctx.channel})

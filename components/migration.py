@@ -13,10 +13,14 @@ SDK's `replace_on_changes=["triggers[*]"]` in pulumi_command/local/command.py):
 - `delete` runs only when the resource leaves the program (or on destroy), with the
   inputs it was stored with.
 
-So every step's `triggers` are the target channel and `gke-mesh:migration.rerun`, and
-every step's `update` is `python3 -m meshops keep <step>`, which reprints the step's last
-result and runs nothing: an option edit, an SDK upgrade or a changed input never re-runs a
-destructive step. Steps after preflight get its decision, and steps after the backup get
+So every step's `triggers` are the target channel, `gke-mesh:migration.rerun` and — for
+every step after preflight — the run id preflight decided on (from its stdout in state),
+and every step's `update` is `python3 -m meshops keep <step>`, which reprints the step's
+last result and runs nothing: an option edit, an SDK upgrade or a changed input never
+re-runs a destructive step. The run id makes every step of a new or resumed run run
+again even when the channel in its triggers happens to match an older run's (a change
+that stopped half-way, then a revert: the steps it never reached still hold the older
+run's triggers, and would otherwise keep that run's results, `verified: true` included). Steps after preflight get its decision, and steps after the backup get
 the backup reference, from earlier steps' stdout in state (`inputs_from_state`). No step
 has a `delete`; the cluster's guard (never replaced: no triggers) has one that refuses to
 let the cluster go while its migration is in flight.
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from meshops.context import BACKUP_KEY, DECISION_KEY, PREFIX, Options, StepContext, command_line
+from meshops.context import BACKUP_KEY, DECISION_KEY, PREFIX, Options, StepContext, command_line, run_id_of
 from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL, GUARD, STEPS, backup_source, environment_for
 from meshops.steps import guard as guard_step
 
@@ -49,6 +53,8 @@ class StepSpec:
     inputs_from_state: dict[str, str] = field(default_factory=dict)
     """Environment key -> the step whose stdout (in state) fills it."""
     triggers: tuple[str, ...] = ()
+    run_from: str | None = None
+    """The step whose stdout's run id is appended to `triggers` (preflight's)."""
     cluster_data: bool = False
 
 
@@ -61,7 +67,8 @@ def step_spec(step: str, ctx: StepContext, options: Options, rerun: str) -> Step
         from_state[BACKUP_KEY] = backup_source(step)
     return StepSpec(step=step, create=command_line(step), update=command_line(f"keep {step}"), delete=None,
                     environment=environment_for(step, ctx, options), inputs_from_state=from_state,
-                    triggers=(ctx.channel, *([rerun] if rerun else [])), cluster_data=module.CLUSTER_DATA)
+                    triggers=(ctx.channel, *([rerun] if rerun else [])), cluster_data=module.CLUSTER_DATA,
+                    run_from=None if step == "preflight" else "preflight")
 
 
 def guard_spec(ctx: StepContext, options: Options) -> StepSpec:
@@ -76,11 +83,14 @@ def chain_steps(reregister: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return CHAIN_BEFORE_CHANNEL, tuple(s for s in CHAIN_AFTER_CHANNEL if reregister or s != "reregister-membership")
 
 
-def _register(name: str, spec: StepSpec, steps: dict[str, command.local.Command], parent: pulumi.Resource,
+def register(name: str, spec: StepSpec, steps: dict[str, command.local.Command], parent: pulumi.Resource,
               depends_on: list[pulumi.Resource]) -> command.local.Command:
     environment: dict[str, pulumi.Input[str]] = dict(spec.environment)
     for key, producer in spec.inputs_from_state.items():
         environment[key] = steps[producer].stdout
+    triggers: list[pulumi.Input[str]] = list(spec.triggers)
+    if spec.run_from:
+        triggers.append(steps[spec.run_from].stdout.apply(run_id_of))
     # Steps whose output names cluster objects keep it out of the logs (progress lines
     # on stderr are summaries) and store it encrypted in state.
     return command.local.Command(
@@ -89,7 +99,7 @@ def _register(name: str, spec: StepSpec, steps: dict[str, command.local.Command]
         update=spec.update,
         delete=spec.delete,
         environment=environment,
-        triggers=list(spec.triggers) or None,
+        triggers=triggers or None,
         logging=command.local.Logging.STDERR if spec.cluster_data else None,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on,
                                     additional_secret_outputs=["stdout", "stderr"] if spec.cluster_data else None),
@@ -108,7 +118,7 @@ class MigrationChain(pulumi.ComponentResource):
         super().__init__("gke-mesh:migration:MigrationChain", name, None, opts)
         self.ctx, self.options, self.rerun, self.steps = ctx, options, rerun, {}
         before, self.after_channel_steps = chain_steps(reregister)
-        self.guard = _register(f"{ctx.cluster}-{GUARD}", guard_spec(ctx, options), self.steps, self, depends_on)
+        self.guard = register(f"{ctx.cluster}-{GUARD}", guard_spec(ctx, options), self.steps, self, depends_on)
         previous: list[pulumi.Resource] = [*depends_on, self.guard]
         for step in before:
             previous = [self._step(step, previous)]
@@ -127,5 +137,5 @@ class MigrationChain(pulumi.ComponentResource):
 
     def _step(self, step: str, depends_on: list[pulumi.Resource]) -> command.local.Command:
         spec = step_spec(step, self.ctx, self.options, self.rerun)
-        self.steps[step] = _register(f"{self.ctx.cluster}-{step}", spec, self.steps, self, depends_on)
+        self.steps[step] = register(f"{self.ctx.cluster}-{step}", spec, self.steps, self, depends_on)
         return self.steps[step]

@@ -67,7 +67,8 @@ class ClusterMesh(pulumi.ComponentResource):
             chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(cluster, settings.stack),
                                    cluster.migration.reregister_membership, cluster.migration.rerun, [*base, *wait_for], opts=child)
         self.chain = chain
-        channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [chain.last_before_channel] if chain else base, opts=child)
+        channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [chain.last_before_channel] if chain else base,
+                                 chain.steps if chain else None, opts=child)
         if chain:
             chain.continue_after(channel.command, management_apis)
         reregistered = [chain.steps["reregister-membership"]] if chain and "reregister-membership" in chain.steps else []

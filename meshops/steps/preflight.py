@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 from meshops import gcloud, record
-from meshops.backup_store import check_bucket
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
 from meshops.fleet_state import mesh_state, registers
 from meshops.inventory import MESH_NAMESPACES, user_workloads
@@ -23,21 +22,21 @@ from meshops.steps.release_channel import current_channel
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
            "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run.")
 STOPS = ("a membership that registers another cluster; a MODERNIZATION_* condition; another stack owning the cluster or its migration record; "
-         "a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
          "workloads of yours in istio-system or asm-system")
 CLUSTER_DATA = False
 NEEDS_DECISION = False
 NEEDS_BACKUP = False
-OPTIONS = ("stack", "backup_uri", "allow_local_backup")
+OPTIONS = ("stack",)
+"""Only the stack: an option edit must not reach preflight, whose result (its run id) is in
+every later step's triggers. The backup location's checks are the backup step's, which
+still comes before anything is changed."""
 CPR = "controlplanerevisions.mesh.cloud.google.com"
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    bucket = [gcloud.describe_bucket("gs://" + inp.options.backup_uri.removeprefix("gs://").split("/", 1)[0])] \
-        if inp.options.backup_uri.startswith("gs://") else []
     return [gcloud.describe_cluster(ctx), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
-            PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"), *bucket,
+            PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"),
             *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
 
 
@@ -68,27 +67,6 @@ def resolve_membership(ctx: StepContext, memberships: Any) -> str:
                      f"register it first: gcloud container fleet memberships register {ctx.membership} "
                      f"--gke-uri={gcloud.cluster_uri(ctx)} --enable-workload-identity --project {ctx.fleet_project} "
                      f"--location {ctx.membership_location}")
-
-
-def durability_problem(inp: StepInput) -> str | None:
-    """Why this run's backup location would not survive the runner, if it would not."""
-    uri = inp.options.backup_uri
-    if uri.startswith("gs://") or inp.options.allow_local_backup:
-        return None
-    if inp.process_env.get("CI") or inp.process_env.get("GITHUB_ACTIONS"):
-        return (f"gke-mesh:migration.backupUri is the local folder {uri!r} on a CI runner, which is discarded after the job "
-                "with the only backup: set backupUri to gs://<bucket>/<prefix> (or allowLocalBackup: true to accept the risk)")
-    return None
-
-
-def _refusals(inp: StepInput, runner, kube) -> None:
-    """Every reason not to start, checked before anything is changed."""
-    problem = durability_problem(inp)
-    if problem:
-        raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
-    if inp.options.backup_uri.startswith("gs://"):
-        check_bucket(inp.options.backup_uri, runner)
-    refuse_user_workloads(inp, runner, kube)
 
 
 def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
@@ -127,8 +105,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         common = dict(to_channel=target, to_revision=revision_of(target), implementation=state.implementation,
                       control_plane_state=state.control_plane_state, stack=stack)
         if existing and not (aligned and not existing.touched):
-            if not existing.reached("purged"):
-                refuse_user_workloads(inp, runner, kube)
+            refuse_user_workloads(inp, runner, kube)
             resumed = record.advance(runner, kube, existing, existing.phase, to_channel=target)
             decision = Decision(action="migrate", reason=f"resuming {existing.describe()}; target now {target}",
                                 from_channel=existing.from_channel, from_revision=existing.from_revision,
@@ -140,7 +117,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             decision = Decision(action="skip", reason=f"cluster and mesh already on {target}, control plane ACTIVE",
                                 from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
         else:
-            _refusals(inp, runner, kube)
+            refuse_user_workloads(inp, runner, kube)
             decision = Decision(action="migrate",
                                 reason=(f"cluster channel {cluster_channel}, mesh revision {from_revision} ({mesh_channel}), "
                                         f"control plane {state.control_plane_state}; target {target}"),
