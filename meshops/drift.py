@@ -7,40 +7,59 @@ every later step uses (see docs/architecture.md, "The migration record").
 
 from __future__ import annotations
 
+import json
+
 from meshops import record
 from meshops.backup_store import Backup, BackupStore
 from meshops.context import StepInput
 from meshops.inventory import crds, live_objects
 from meshops.kube import Kube
-from meshops.objects import AUTHORIZATION_POLICY, digest, istio_kinds, merge_patch, permissive_patch
+from meshops.objects import AUTHORIZATION_POLICY, PEER_AUTHENTICATION, digest, istio_kinds
 from meshops.process import Tools
 from meshops.record import BackupRef, MigrationRecord
 
 
-def unchanged(live: dict, backed_up: dict) -> bool:
-    """Whether a live object is its backed-up self, or that with relax-security's change."""
-    patch = permissive_patch(backed_up)
-    relaxed = merge_patch(backed_up, patch) if patch else backed_up
-    return digest(live) in (digest(backed_up), digest(relaxed))
+def unrelaxed(live: dict, backed_up: dict) -> dict:
+    """`live` with relax-security's own change undone: every mTLS mode the backup has STRICT
+    and the cluster has PERMISSIVE is STRICT again. The relaxation is ours; whatever else a
+    teammate changed while it was in place (a label, a selector) is theirs and is kept.
+    A mode a teammate set to PERMISSIVE on purpose during the migration comes back STRICT:
+    the safer reading, since the two cannot be told apart."""
+    result = json.loads(json.dumps(live))
+    spec, original = result.get("spec") or {}, backed_up.get("spec") or {}
+    if (original.get("mtls") or {}).get("mode") == "STRICT" and (spec.get("mtls") or {}).get("mode") == "PERMISSIVE":
+        spec["mtls"]["mode"] = "STRICT"
+    for port, value in (original.get("portLevelMtls") or {}).items():
+        live_port = (spec.get("portLevelMtls") or {}).get(port)
+        if (value or {}).get("mode") == "STRICT" and (live_port or {}).get("mode") == "PERMISSIVE":
+            live_port["mode"] = "STRICT"
+    return result
 
 
-def drifted(backup: Backup, live: dict[str, list[dict]]) -> tuple[Backup | None, int]:
+def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str],
+            deletions_are_intent: bool) -> tuple[Backup | None, int]:
     """A supplementary backup holding what changed since `backup` (None if nothing did), and
-    how many objects differ. Kept from the backup: unchanged objects, and an
-    AuthorizationPolicy that is gone (relax-security may have removed it; restoring a
-    policy errs on the safe side). Taken from the cluster: objects added or changed since.
-    Dropped: other objects deleted since (a deliberate removal is not brought back)."""
+    how many objects differ.
+
+    - An object equal to its backup (after undoing relax-security's change) keeps the backup's.
+    - An object added or changed since is taken from the cluster (PeerAuthentications with
+      relax-security's change undone).
+    - An object gone since is kept when this run removed it (an AuthorizationPolicy
+      relax-security deleted, named in the record), or when `deletions_are_intent` is
+      False (from the purge on, deletions are ours); otherwise a teammate deleted it and it
+      stays deleted (restoring, say, an ALLOW policy could widen access)."""
     kept = backup.keyed()
     now = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for r, objs in live.items() for o in objs}
     merged, differ = {}, 0
     for key, obj in now.items():
-        if key in kept and unchanged(obj, kept[key]):
+        candidate = unrelaxed(obj, kept[key]) if key in kept and key[0] == PEER_AUTHENTICATION else obj
+        if key in kept and digest(candidate) == digest(kept[key]):
             merged[key] = kept[key]
         else:
-            merged[key], differ = obj, differ + 1
+            merged[key], differ = candidate, differ + 1
     for key, obj in kept.items():
         if key not in now:
-            if key[0] == AUTHORIZATION_POLICY:
+            if not deletions_are_intent or f"{key[1]}/{key[2]}" in removed_by_us and key[0] == AUTHORIZATION_POLICY:
                 merged[key] = obj
             else:
                 differ += 1
@@ -53,21 +72,28 @@ def drifted(backup: Backup, live: dict[str, list[dict]]) -> tuple[Backup | None,
                   backup.injected, backup.configmaps, backup.archive), differ
 
 
+def compare_applies(current: MigrationRecord) -> bool:
+    """Whether the live Istio objects are the users' to compare: before the purge starts, or
+    once restore has put them back and verified them (a resumed run, a revert, a `rerun`)."""
+    return not current.reached("purging") or current.restore_verified
+
+
 def supplement_if_drifted(inp: StepInput, tools: Tools, kube: Kube, current: MigrationRecord,
                           backup: Backup) -> tuple[MigrationRecord, BackupRef]:
     """Compare the live Istio objects with this run's backup; when they differ, write a
     supplementary backup of the same run, record it, and return the record and its reference."""
     ref = current.backup
     live = live_objects(tools.runner, kube, istio_kinds(crds(tools.runner, kube)))
-    supplement, differ = drifted(backup, live)
+    supplement, differ = drifted(backup, live, set(current.removed_policies),
+                                 deletions_are_intent=not current.reached("purging") or current.restore_verified)
     if supplement is None:
         return current, ref
-    location = f"{ref.location}/supplement-{len(current.earlier_backups) + 1}"
-    store = BackupStore(location, tools.runner)
-    new_ref = store.write(supplement)
+    main = current.earlier_backups[0].location if current.earlier_backups else ref.location
+    location = f"{main}/supplement-{len(current.earlier_backups) + 1}"
+    new_ref = BackupStore(location, tools.runner).write(supplement)
     current = record.advance(tools.runner, kube, current, current.phase, backup=new_ref,
                              earlier_backups=(*current.earlier_backups, ref))
-    store.write_record(current)
+    BackupStore(main, tools.runner).write_record(current)
     tools.log(f"[{inp.ctx.cluster}] {differ} Istio objects changed since the backup; "
               f"a supplementary backup of this run holds them at {location}")
     return current, new_ref

@@ -65,13 +65,13 @@ class Workload:
     ref: str  # kind/name, e.g. deployment/web
 
 
-def _has_sidecar(pod: dict) -> bool:
+def has_sidecar(pod: dict) -> bool:
     spec = pod.get("spec") or {}
     return any(c.get("name") == SIDECAR for c in (spec.get("containers") or []) + (spec.get("initContainers") or []))
 
 
 def injected_pods(runner: Runner, kube: Kube) -> list[dict]:
-    return [p for p in items(runner, kube.get("pods", all_namespaces=True)) if _has_sidecar(p)]
+    return [p for p in items(runner, kube.get("pods", all_namespaces=True)) if has_sidecar(p)]
 
 
 def owners_of(pods: list[dict], replicasets: list[dict]) -> tuple[set[Workload], list[str]]:

@@ -60,7 +60,11 @@ class MigrationRecord:
     phase: str = "planned"
     backup: BackupRef | None = None
     earlier_backups: tuple[BackupRef, ...] = ()
-    """Backups this run replaced by a supplementary one (drift found before the purge)."""
+    """Backups this run replaced by a supplementary one (drift found before a change)."""
+    removed_policies: tuple[str, ...] = ()
+    """namespace/name of the AuthorizationPolicies relax-security deleted (written before it did)."""
+    restore_verified: bool = False
+    """restore put every object back and checked its digest (cleared when a purge starts)."""
     resource_version: str = field(default="", compare=False)
 
     @property
@@ -79,6 +83,7 @@ class MigrationRecord:
         data.pop("resource_version")
         data["backup"] = self.backup.to_dict() if self.backup else None
         data["earlier_backups"] = [b.to_dict() for b in self.earlier_backups]
+        data["removed_policies"] = list(self.removed_policies)
         return canonical(data).decode()
 
     @classmethod
@@ -86,9 +91,10 @@ class MigrationRecord:
         try:
             data = json.loads(text)
             record = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in
-                            ("backup", "earlier_backups", "resource_version")},
+                            ("backup", "earlier_backups", "removed_policies", "resource_version")},
                          backup=BackupRef.from_dict(data["backup"]) if data.get("backup") else None,
                          earlier_backups=tuple(BackupRef.from_dict(b) for b in data.get("earlier_backups") or []),
+                         removed_policies=tuple(data.get("removed_policies") or ()),
                          resource_version=resource_version)
         except (ValueError, TypeError, KeyError, StepFailed):
             raise StepFailed(f"the migration record {NAMESPACE}/{NAME} is not readable; inspect it with "

@@ -17,7 +17,7 @@ from typing import Any
 
 from meshops import gcloud, record
 from meshops.backup_store import planned_reads, planned_writes, read_backup
-from meshops.drift import supplement_if_drifted
+from meshops.drift import compare_applies, supplement_if_drifted
 from meshops.context import StepInput
 from meshops.inventory import MESH_NAMESPACES, crds, user_workloads
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
@@ -137,9 +137,11 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: deleting {' and '.join(MESH_NAMESPACES)} would destroy "
                              f"{len(workloads)} workloads that are not in the backup (added since preflight); "
                              "move them to another namespace first")
-        if not current.reached("purging"):
+        if compare_applies(current):
             current, ref = supplement_if_drifted(inp, tools, kube, current, backup)
-            current = record.advance(tools.runner, kube, current, "purging")
+        # Before the first deletion; a second purge (a resumed run after restore) makes the
+        # restored objects ours to delete again, so restore must verify them anew.
+        current = record.advance(tools.runner, kube, current, "purging", restore_verified=False)
         for round_number in range(1, MAX_ROUNDS + 1):
             found = purge_once(tools.runner, kube, inp.options.purge_crds)
             if not found:

@@ -10,7 +10,7 @@ from meshops.backup_store import planned_reads, planned_writes, read_backup
 from meshops.context import StepInput
 from meshops.inventory import crds
 from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.drift import supplement_if_drifted
+from meshops.drift import compare_applies, supplement_if_drifted
 from meshops.objects import AUTHORIZATION_POLICY, PEER_AUTHENTICATION, istio_kinds, permissive_patch
 from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
@@ -49,7 +49,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     with cluster_access(inp.ctx, tools.runner) as kube:
         current = this_run(tools.runner, kube, inp, ref)
         backup = read_backup(current.backup, tools.runner)  # nothing changes without a verified backup
-        if not current.reached("purging"):  # every try: a teammate may have edited since the last one
+        if compare_applies(current):  # every try: a teammate may have edited since the last one
             current, ref = supplement_if_drifted(inp, tools, kube, current, backup)
         current = record.advance(tools.runner, kube, current, "relaxed")  # before any change: the record never under-states
         served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
@@ -64,6 +64,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             by_ns: dict[str, list[str]] = {}
             for ap in items(tools.runner, kube.get(AUTHORIZATION_POLICY, all_namespaces=True)):
                 by_ns.setdefault(ap["metadata"]["namespace"], []).append(ap["metadata"]["name"])
+            doomed = [f"{ns}/{n}" for ns, names in sorted(by_ns.items()) for n in sorted(names)]
+            # Written before deleting: the drift check must know these are ours, not a teammate's deletions.
+            current = record.advance(tools.runner, kube, current, current.phase,
+                                     removed_policies=tuple(sorted({*current.removed_policies, *doomed})))
             for ns, names in sorted(by_ns.items()):
                 tools.runner(kube.delete(AUTHORIZATION_POLICY, sorted(names), ns))
                 removed += [f"{ns}/{n}" for n in sorted(names)]

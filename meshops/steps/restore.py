@@ -95,6 +95,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         current = record.advance(runner, kube, current, "restored")  # before any change: the record never under-states
         backup = read_backup(ref, runner)
         summary = apply_backup(runner, kube, backup, ref.location, inp.ctx.cluster, decision.from_revision, decision.to_revision)
+        record.advance(runner, kube, current, current.phase, restore_verified=True)
     tools.log(f"[{inp.ctx.cluster}] restore: {summary['restored']} objects re-applied and verified by digest; "
               f"namespaces created: {len(summary['created_namespaces'])}")
     if backup.archive:

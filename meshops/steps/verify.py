@@ -17,10 +17,11 @@ from meshops import gcloud, record
 from meshops.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup
 from meshops.context import StepInput, revision_of
 from meshops.fleet_state import mesh_state
-from meshops.inventory import SIDECAR, crds, injected_pods, live_objects
+from meshops.drift import supplement_if_drifted
+from meshops.inventory import SIDECAR, crds, has_sidecar, live_objects
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
 from meshops.objects import digest, istio_kinds
-from meshops.process import Runner, StepFailed, Tools
+from meshops.process import StepFailed, Tools
 from meshops.steps.common import RECORD_READ, backup_ref, this_run
 from meshops.steps.wait_ready import delays
 
@@ -74,7 +75,7 @@ def proxy_image(pod: dict) -> str:
 
 
 def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], expected_revision: str,
-                tags: dict[str, str]) -> list[str]:
+                tags: dict[str, str], running: set[str]) -> list[str]:
     """What in the cluster is not as the backup says it should be (counts, never names:
     this result is logged and exported)."""
     problems = []
@@ -95,19 +96,27 @@ def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], e
         problems.append(f"{len(policies)} AuthorizationPolicies missing")
     on_revision = Counter(p["metadata"].get("namespace", "") for p in pods
                           if tags.get(pod_revision(p), pod_revision(p)) == expected_revision)
-    empty = [ns for ns, count in backup.injected.items() if count and not on_revision.get(ns)]
+    # A namespace that runs pods but none injected on the new revision lost its mesh; one
+    # that runs no pod at all (deleted, or scaled to zero since) has nothing to prove.
+    empty = [ns for ns, count in backup.injected.items() if count and ns in running and not on_revision.get(ns)]
     if empty:
         problems.append(f"{len(empty)} namespaces that ran injected pods before have none on {expected_revision}")
     return problems
 
 
-def _compare_with_backup(inp: StepInput, runner: Runner, kube: Kube, pods: list[dict], expected: str,
-                         tags: dict[str, str]) -> tuple[list[str], Any]:
-    ref = backup_ref(inp)
+def _compare_with_backup(inp: StepInput, tools: Tools, kube: Kube, pods: list[dict], expected: str,
+                         tags: dict[str, str], running: set[str]) -> tuple[list[str], Any]:
+    runner, ref = tools.runner, backup_ref(inp)
     current = this_run(runner, kube, inp, ref)
+    if not current.restore_verified:
+        return [f"restore has not put the backup back and verified it (record phase {current.phase})"], current
+    # Restore checked every object by digest; what differs now was changed after it (a
+    # teammate's edit while the run stood failed): kept in a supplementary backup, so
+    # the backup this verify compares with is what the cluster is meant to hold.
+    current, ref = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
     backup = read_backup(ref, runner)
     live = live_objects(runner, kube, istio_kinds(crds(runner, kube)))
-    return differences(backup, live, pods, expected, tags), current
+    return differences(backup, live, pods, expected, tags, running), current
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -115,9 +124,11 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     expected = revision_of(ctx.channel)
     migrating = inp.decision.migrate
     with cluster_access(ctx, tools.runner) as kube:
-        pods = injected_pods(tools.runner, kube)
+        all_pods = items(tools.runner, kube.get("pods", all_namespaces=True))
+        pods = [p for p in all_pods if has_sidecar(p)]
+        running = {p["metadata"].get("namespace", "") for p in all_pods}
         tags = revision_tags(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
-        problems, current = _compare_with_backup(inp, tools.runner, kube, pods, expected, tags) if migrating else ([], None)
+        problems, current = _compare_with_backup(inp, tools, kube, pods, expected, tags, running) if migrating else ([], None)
         images = Counter(proxy_image(p) for p in pods)
         stale = [p for p in pods if tags.get(pod_revision(p), pod_revision(p)) != expected]
         start = tools.now()
