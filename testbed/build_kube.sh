@@ -10,7 +10,20 @@
 # and prints that folder as its only line on stdout (progress goes to stderr).
 # Idempotent: a second run with the same pins and sources does nothing. Needs only `go`
 # (with a module proxy) and flock; testbed/kube_server.py runs the result.
+#
+#   build_kube.sh --print-dir   never builds (needs no go, takes no lock): prints the folder and
+#                               exits 0 when it holds a build, else exits 1 saying so; warns on
+#                               stderr when go is on PATH and the build is older than the pins
+#                               or sources (a stale build still runs). For tests that must not
+#                               build (tests/test_kube_real.py).
 set -euo pipefail
+
+print_dir=0
+case "${1:-}" in
+  "") ;;
+  --print-dir) print_dir=1 ;;
+  *) echo "usage: build_kube.sh [--print-dir]" >&2; exit 2 ;;
+esac
 
 # ---- pins: change one and the next run rebuilds ------------------------------------------
 K8S_VERSION=v1.37.2      # k8s.io/kubernetes; its staging modules (k8s.io/api, ...) at v0.37.2
@@ -31,9 +44,29 @@ old_label=${ISTIO_OLD%%=*}; old_version=${ISTIO_OLD#*=}
 new_label=${ISTIO_NEW%%=*}; new_version=${ISTIO_NEW#*=}
 out="$cache/kube-$K8S_VERSION-istio-$old_label-$new_label"
 staging="v0.${K8S_VERSION#v1.}"   # v1.37.2 -> v0.37.2
+export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
+
+# The stamp covers the pins and every source of the module (step 2 compares it).
+compute_stamp() {
+  {
+    printf '%s\n' "$LAYOUT" "$K8S_VERSION" "$ETCD_VERSION" "$ISTIO_OLD" "$ISTIO_NEW" "$(go env GOVERSION)"
+    (cd "$mod" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum)
+  } | sha256sum | cut -d' ' -f1
+}
+
+if [ "$print_dir" = 1 ]; then
+  if [ -x "$out/bin/kube-testbed" ] && [ -x "$out/bin/gke-gcloud-auth-plugin" ] && [ -f "$out/manifest.json" ]; then
+    if command -v go >/dev/null && [ "$(cat "$out/.stamp" 2>/dev/null)" != "$(compute_stamp)" ]; then
+      log "warning: $out is older than the pins or sources of testbed/kube; run testbed/build_kube.sh to rebuild"
+    fi
+    printf '%s\n' "$out"
+    exit 0
+  fi
+  echo "build_kube.sh: no build at $out; run testbed/build_kube.sh (~10 min cold on 2 cores)" >&2
+  exit 1
+fi
 
 command -v go >/dev/null || { echo "build_kube.sh: go is not on PATH" >&2; exit 1; }
-export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false"
 mkdir -p "$cache"
 exec 9>"$cache/.kube-build.lock"
 flock 9   # one build at a time per cache
@@ -64,10 +97,7 @@ if ! grep -qx "	k8s.io/kubernetes $K8S_VERSION" "$mod/go.mod" ||
 fi
 
 # 2. Up to date? The stamp covers the pins and every source of the module.
-stamp=$( {
-  printf '%s\n' "$LAYOUT" "$K8S_VERSION" "$ETCD_VERSION" "$ISTIO_OLD" "$ISTIO_NEW" "$(go env GOVERSION)"
-  (cd "$mod" && find . -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs sha256sum)
-} | sha256sum | cut -d' ' -f1)
+stamp=$(compute_stamp)
 if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ] &&
    [ -x "$out/bin/kube-testbed" ] && [ -x "$out/bin/gke-gcloud-auth-plugin" ]; then
   log "up to date: $out"

@@ -382,7 +382,9 @@ class FakeWorld:
     def _mesh_entry(self, member: Membership) -> dict:
         if member.management != "MANAGEMENT_AUTOMATIC" or member.provisioning_started is None:
             return {"servicemesh": {"controlPlaneManagement": {"state": "DISABLED"}, "dataPlaneManagement": {"state": "DISABLED"}}}
-        if "connectgateway.googleapis.com" not in self.enabled_apis:
+        if "connectgateway.googleapis.com" not in self.enabled_apis and member.cluster.installed_revision() != member.revision:
+            # Only provisioning needs the gateway (field report: the re-provisioning stalled);
+            # a control plane already running stays ACTIVE (our reading; Google does not say).
             control = {"state": "STALLED", "details": [{"code": "REVISION_STALLED", "details": f"Failed to provision: {member.revision}"}]}
         elif self.clock - member.provisioning_started < self.provisioning_seconds:
             control = {"state": "PROVISIONING", "details": [{"code": "PROVISIONING", "details": "Provisioning in progress"}]}

@@ -69,6 +69,19 @@ def resolve_membership(ctx: StepContext, memberships: Any) -> str:
                      f"--location {ctx.membership_location}")
 
 
+def refuse_unsettled_mesh(ctx: StepContext, state) -> None:
+    """A new migration starts only from a settled mesh. MANUAL management with no record is
+    what a migration stopped half-way leaves when its record was removed by hand: a new
+    backup now could miss everything the purge already took."""
+    if state.management == "MANAGEMENT_MANUAL":
+        raise StepFailed(f"cluster {ctx.cluster}: mesh management is MANUAL and there is no migration record; a migration "
+                         "may have stopped half-way and its record been removed: check `python -m meshops status` and "
+                         "restore by hand (README \"When a migration fails\") before a new one starts")
+    if state.management == "MANAGEMENT_AUTOMATIC" and state.control_plane_state not in ("ACTIVE",):
+        raise StepFailed(f"cluster {ctx.cluster}: control plane is {state.control_plane_state}; a migration starts only "
+                         "from an ACTIVE mesh: wait for it, or fix what `gcloud container fleet mesh describe` reports")
+
+
 def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
     workloads = user_workloads(runner, kube)
     if workloads:
@@ -117,6 +130,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             decision = Decision(action="skip", reason=f"cluster and mesh already on {target}, control plane ACTIVE",
                                 from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
         else:
+            refuse_unsettled_mesh(ctx, state)
             refuse_user_workloads(inp, runner, kube)
             decision = Decision(action="migrate",
                                 reason=(f"cluster channel {cluster_channel}, mesh revision {from_revision} ({mesh_channel}), "
