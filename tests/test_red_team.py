@@ -152,6 +152,7 @@ def test_a_record_removed_by_hand_after_the_purge_never_leads_to_an_empty_backup
     del cluster.objects[("configmaps", "kube-system", "gke-mesh-migration")]  # "a stale config map"
     world(["gcloud", "container", "fleet", "mesh", "update", "--management=manual", "--memberships=dev-cluster-1",
            "--project=my-project-123456", "--location=asia-northeast1"])  # provisioning stalled, management back to manual
+    manifests = sorted(p for p in world.gcs_root.rglob("manifest.json"))
     chain.rerun = "after-cleanup"
     assert "mesh management is MANUAL and there is no migration record" in attempt(chain)
-    assert not [r for r in chain.results().get("backup", {}).get("backup", {}) or []], "no new backup"
+    assert sorted(world.gcs_root.rglob("manifest.json")) == manifests, "no new backup of the purged cluster"
