@@ -1,34 +1,41 @@
 # The two commands a newcomer needs: `make plan STACK=dev` and `make test`.
 # make plan STACK=dev FORMAT=markdown|mermaid|json [BASE=origin/main]
+# Set-up output goes to stderr, so `make plan STACK=dev > plan.json` is valid JSON.
 PYTHON ?= python3
 VENV   := venv
 STACK  ?= dev
 FORMAT ?= json
 BASE   ?=
-READY  := $(VENV)/.requirements-installed
+RUNTIME := $(VENV)/.runtime-installed
+DEV     := $(VENV)/.dev-installed
 
 .PHONY: plan test e2e testbed clean
 
-$(READY): requirements.txt requirements-dev.txt
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
-	touch $@
+$(RUNTIME): requirements.txt
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) >&2
+	@echo "installing requirements.txt into $(VENV) (first run: about a minute)" >&2
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
+	@touch $@
 
-plan: $(READY)
+$(DEV): $(RUNTIME) requirements-dev.txt
+	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2
+	@touch $@
+
+plan: $(RUNTIME)
 	@$(VENV)/bin/python -m meshops plan --config Pulumi.$(STACK).yaml --format $(FORMAT) $(if $(BASE),--base $(BASE))
 
-test: $(READY)
+test: $(DEV)
 	$(VENV)/bin/python -m pytest -m "not e2e"
 
-# The real Pulumi engine (CLI built from Go modules) with our stand-in command provider;
-# cached under ~/.cache/gke-mesh-testbed, rebuilt only when a pin changes (testbed/*.sh).
-# build_pulumi.sh exits 3 when the proxy refuses the language host / pulumi-command
-# (expected: see testbed/ENGINE_RULES.md); the CLI is built either way.
+# The real Pulumi engine (CLI built from Go modules) with our stand-in command provider,
+# and a real kube-apiserver; cached under ~/.cache/gke-mesh-testbed, rebuilt only when a
+# pin changes (testbed/*.sh). build_pulumi.sh exits 3 when the proxy refuses the language
+# host / pulumi-command (expected: see testbed/ENGINE_RULES.md); the CLI is built either way.
 testbed:
 	bash testbed/build_pulumi.sh || test $$? -eq 3
 	bash testbed/build_command_provider.sh
 
-e2e: $(READY) testbed
+e2e: $(DEV) testbed
 	$(VENV)/bin/python -m pytest -m e2e -rs
 
 clean:
