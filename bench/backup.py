@@ -1,5 +1,6 @@
-"""Backup and restore of 10, 1 000 and 10 000 Istio objects in the fake cluster: CLI calls
-made (they must grow with the number of kinds, not of objects) and wall time.
+"""Backup and restore of 10, 1 000 and 10 000 Istio objects in the fake cluster, within a
+whole migration: CLI calls made (they must grow with the number of kinds, not of
+objects) and wall time of the two steps.
 
     venv/bin/python bench/backup.py
 """
@@ -15,9 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from meshops.context import Decision, Options, StepInput  # noqa: E402
-from meshops.steps import backup, restore  # noqa: E402
-from tests.chain_driver import context  # noqa: E402
+from meshops.context import Options  # noqa: E402
+from meshops.execute import execute  # noqa: E402
+from tests.chain_driver import Chain, context  # noqa: E402
 from tests.fake_world import ISTIO_KINDS, FakeWorld, seed_field_report  # noqa: E402
 
 SIZES = (10, 1_000, 10_000)
@@ -43,19 +44,23 @@ def main() -> None:
             os.chdir(folder)
             try:
                 world = cluster_with(size)
-                decision = Decision("migrate", "bench", "rapid", "regular", "asm-managed-rapid", "asm-managed", "dev-cluster-1", "ISTIOD", "bench")
-                inp = StepInput(context(), Options(stack="bench"), decision)
-                start, calls = time.perf_counter(), len(world.calls)
-                result = backup.run(inp, world.tools())
-                backup_seconds, backup_calls = time.perf_counter() - start, len(world.calls) - calls
-                start, calls = time.perf_counter(), len(world.calls)
-                restored = restore.run(inp, world.tools())
-                restore_seconds, restore_calls = time.perf_counter() - start, len(world.calls) - calls
+                seconds: dict[str, float] = {}
+
+                def timed(words, env, tools):
+                    start = time.perf_counter()
+                    try:
+                        return execute(words, env, tools)
+                    finally:
+                        seconds[words[0]] = seconds.get(words[0], 0.0) + time.perf_counter() - start
+
+                chain = Chain(world, context(), Options(stack="bench"), executor=timed)
+                results = chain.up()
             finally:
                 os.chdir(here)
-        assert result["objects"] == size and restored["restored"] == size, (result["objects"], restored["restored"])
+        assert results["backup"]["objects"] == size and results["restore"]["restored"] == size
         kinds = len(KINDS)
-        print(f"| {size} | {kinds} | {backup_calls} | {backup_seconds:.2f} | {restore_calls} | {restore_seconds:.2f} | "
+        backup_calls, restore_calls = chain.calls_by_step["backup"], chain.calls_by_step["restore"]
+        print(f"| {size} | {kinds} | {backup_calls} | {seconds['backup']:.2f} | {restore_calls} | {seconds['restore']:.2f} | "
               f"{backup_calls / kinds:.2f} |")
 
 

