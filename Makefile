@@ -34,6 +34,7 @@ test: $(DEV)
 testbed:
 	bash testbed/build_pulumi.sh || test $$? -eq 3
 	bash testbed/build_command_provider.sh
+	bash testbed/build_kube.sh
 
 e2e: $(DEV) testbed
 	$(VENV)/bin/python -m pytest -m e2e -rs

@@ -83,8 +83,11 @@ def canonical(obj: dict) -> bytes:
 
 
 def digest(obj: dict) -> str:
-    """sha256 of the sanitized object's canonical JSON."""
-    return hashlib.sha256(canonical(sanitize(obj))).hexdigest()
+    """sha256 of the sanitized object's canonical JSON, without its apiVersion: the API
+    server returns an object at its CRD's preferred version, so after a channel change that
+    brings other Istio CRDs the same object reads back at another version (Istio's versions
+    of a kind share one schema). The group stays in the object's resource name."""
+    return hashlib.sha256(canonical({k: v for k, v in sanitize(obj).items() if k != "apiVersion"})).hexdigest()
 
 
 def identity(obj: dict) -> tuple[str, str, str, str]:

@@ -106,10 +106,14 @@ class FakeCluster:
         for resource, (k, av, _) in BUILTIN.items():
             if k == kind and av == api_version:
                 return resource
-        group = api_version.rsplit("/", 1)[0]
+        group, _, version = api_version.rpartition("/")
         for (res, _, name), crd in self.objects.items():
             if res == "customresourcedefinitions" and crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind:
-                return name
+                # Only a served version maps (the real kubectl: "no matches for kind ... in version ...";
+                # tests/test_kube_real.py checks it on a real API server).
+                if any(v["name"] == version and v.get("served") for v in crd["spec"]["versions"]):
+                    return name
+                raise FakeError(f'unable to recognize no matches for kind "{kind}" in version "{api_version}"')
         raise FakeError(f'error: resource mapping not found for kind "{kind}" in version "{api_version}"; ensure CRDs are installed first')
 
     def put(self, resource: str, obj: dict) -> dict:
@@ -128,9 +132,14 @@ class FakeCluster:
         return obj
 
     def list(self, resource: str, namespace: str | None) -> list[dict]:
-        self.resource_info(resource)
-        return [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
-                if r == resource and (namespace is None or ns == namespace)]
+        """Objects as the API server returns them: at the CRD's storage (preferred) version,
+        whatever version they were written at (checked on a real server: test_kube_real.py)."""
+        _, api_version, _ = self.resource_info(resource)
+        found = [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
+                 if r == resource and (namespace is None or ns == namespace)]
+        for obj in found:
+            obj["apiVersion"] = api_version
+        return found
 
     def delete(self, resource: str, namespace: str, name: str) -> None:
         self.objects.pop((resource, namespace, name), None)
@@ -454,20 +463,11 @@ class FakeWorld:
             # resourceVersion, else 409 Conflict (Kubernetes API concepts, "Resource versions":
             # optimistic concurrency on update).
             assert flags.get("filename") == "-" and self.stdin is not None
-            obj = json.loads(self.stdin)
-            resource = ALIASES.get(obj["kind"].lower(), obj["kind"].lower() + "s")
-            key = (resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
-            existing = cluster.objects.get(key)
-            if verb == "create" and existing is not None:
-                raise FakeError(f'Error from server (AlreadyExists): {resource} "{key[2]}" already exists')
-            if verb == "replace":
-                if existing is None:
-                    raise FakeError(f'Error from server (NotFound): {resource} "{key[2]}" not found')
-                if obj["metadata"].get("resourceVersion") != existing["metadata"]["resourceVersion"]:
-                    raise FakeError(f'Error from server (Conflict): Operation cannot be fulfilled on {resource} "{key[2]}": '
-                                    "the object has been modified; please apply your changes to the latest version and try again")
-                obj["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-            return cluster.put(resource, obj)
+            document = json.loads(self.stdin)
+            written = None
+            for obj in document["items"] if document.get("kind") == "List" else [document]:
+                written = self._create_or_replace(cluster, verb, obj)
+            return written
         if verb == "get":
             resources = [ALIASES.get(r, r) for r in words[1].split(",")]
             if resources == ["customresourcedefinitions"] and cluster.crds_return_once and self._in_mesh(cluster):
@@ -544,6 +544,26 @@ class FakeWorld:
             return ""
         raise FakeError(f"fake kubectl does not know: {' '.join(args)}")
 
+    @staticmethod
+    def _create_or_replace(cluster: FakeCluster, verb: str, obj: dict) -> dict:
+        """`create` fails AlreadyExists; `replace` needs the object, and its resourceVersion
+        when one is given (none: an unconditional replace of the whole object)."""
+        resource = cluster.resource_of_kind(obj["apiVersion"], obj["kind"])
+        _, _, namespaced = cluster.resource_info(resource)
+        key = (resource, obj["metadata"].get("namespace", "") if namespaced else "", obj["metadata"]["name"])
+        existing = cluster.objects.get(key)
+        if verb == "create" and existing is not None:
+            raise FakeError(f'Error from server (AlreadyExists): {resource} "{key[2]}" already exists')
+        if verb == "replace":
+            if existing is None:
+                raise FakeError(f'Error from server (NotFound): {resource} "{key[2]}" not found')
+            given = obj["metadata"].get("resourceVersion")
+            if given is not None and given != existing["metadata"]["resourceVersion"]:
+                raise FakeError(f'Error from server (Conflict): Operation cannot be fulfilled on {resource} "{key[2]}": '
+                                "the object has been modified; please apply your changes to the latest version and try again")
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]}}
+        return cluster.put(resource, obj)
+
     def _in_mesh(self, cluster: FakeCluster) -> bool:
         return any(m.cluster is cluster and m.management for m in self.memberships.values())
 
@@ -585,7 +605,8 @@ def seed_field_report(world: FakeWorld, channel: str = "rapid", name: str = "dev
     cluster.put("peerauthentications.security.istio.io", {"metadata": {"name": "default", "namespace": "istio-system"},
                                                           "spec": {"mtls": {"mode": "STRICT"}}})
     cluster.put("peerauthentications.security.istio.io", {"metadata": {"name": "web", "namespace": "katayan", "labels": {"team": "a"}},
-                                                          "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}})
+                                                          "spec": {"selector": {"matchLabels": {"app": "web"}},  # portLevelMtls requires one
+                                                                   "mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}})
     cluster.put("authorizationpolicies.security.istio.io", {"metadata": {"name": "allow-gateway", "namespace": "katayan"},
                                                             "spec": {"action": "ALLOW", "rules": [{"from": [{"source": {"namespaces": ["katayan-gateway"]}}]}]}})
     cluster.put("telemetries.telemetry.istio.io", {"metadata": {"name": "mesh-default", "namespace": "istio-system"},

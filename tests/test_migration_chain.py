@@ -67,7 +67,7 @@ def test_field_report_rapid_to_regular():
     assert labels["katayan"] == {"istio-injection": "enabled"}, "istio.io/rev=asm-managed-rapid becomes the channel-agnostic label"
     assert labels["katayan-gateway"] == {"istio-injection": "enabled"}
     strict = cluster.objects[("peerauthentications.security.istio.io", "katayan", "web")]["spec"]
-    assert strict == {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}
+    assert strict == {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}
     assert cluster.objects[("configmaps", "istio-system", "istio-asm-managed")]["data"] == {"mesh": "accessLogFile: /dev/stdout\n"}
     assert not any("fleet mesh disable" in " ".join(c) for c in world.calls), "never the fleet-wide disable"
 
@@ -348,3 +348,17 @@ def test_what_istio_system_holds_besides_istio_objects_is_archived_before_the_pu
     assert {"my-settings", "gateway-tls", "istio-asm-managed-rapid"} <= names
     assert oct(content.stat().st_mode & 0o777) == "0o600"
     assert ("secrets", "istio-system", "gateway-tls") not in cluster.objects, "the purge deleted it; the archive holds it"
+
+
+def test_restore_fits_the_versions_the_new_channels_crds_serve():
+    """A backup read at networking.istio.io/v1 goes back onto CRDs that serve only
+    v1alpha3/v1beta1 (an older channel's Istio): restore applies each object at the version
+    the new CRD stores, and digests ignore the version."""
+    world, cluster, chain = field_report_run()
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="wait-ready")
+    older = cluster.objects[("customresourcedefinitions", "", "virtualservices.networking.istio.io")]
+    older["spec"]["versions"] = [{"name": "v1alpha3", "served": True, "storage": True}, {"name": "v1beta1", "served": True, "storage": False}]
+    results = chain.up()
+    assert results["verify"]["verified"] is True
+    assert cluster.list("virtualservices.networking.istio.io", "katayan")[0]["apiVersion"] == "networking.istio.io/v1alpha3"

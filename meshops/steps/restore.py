@@ -64,7 +64,10 @@ def apply_backup(runner, kube, backup: Backup, location: str, cluster: str, from
     lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) not in ARCHIVE_ONLY_GROUPS)
     if lost:
         raise StepFailed(f"cluster {cluster}: kinds {', '.join(lost)} are not served; their objects stay in the backup at {location}")
-    to_apply = [o for r in sorted(backup.objects, key=security_first) if r in kinds for o in backup.objects[r]]
+    # Each object at the version the new CRD stores (served by definition): a backup taken at
+    # networking.istio.io/v1 applies on CRDs that serve only v1beta1, and the reverse.
+    to_apply = [{**o, "apiVersion": f"{kinds[r].group}/{kinds[r].version}"}
+                for r in sorted(backup.objects, key=security_first) if r in kinds for o in backup.objects[r]]
     to_apply += carried_configmaps(backup, from_revision, to_revision)
     needed = {o["metadata"].get("namespace") for o in to_apply} - {None, ""}
     live_namespaces = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
@@ -77,13 +80,28 @@ def apply_backup(runner, kube, backup: Backup, location: str, cluster: str, from
         return summary
     if to_apply:
         runner(kube.apply(), input=json.dumps({"apiVersion": "v1", "kind": "List", "items": namespaces + to_apply}))
-    live = live_objects(runner, kube, restored_kinds)
-    live_digests = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
-    wrong = [key for key, obj in backup.keyed().items() if key[0] in kinds and live_digests.get(key) != digest(obj)]
+    wrong = _differing(runner, kube, backup, kinds, restored_kinds)
+    existing = [key for key in wrong if key[3]]
+    if existing:
+        # Server-side apply keeps fields another field manager owns (a teammate's apply since):
+        # replace those objects whole with the backed-up ones, then check again.
+        by_key = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for r in kinds
+                  for o in to_apply if o["kind"] == kinds[r].kind and o["apiVersion"].startswith(kinds[r].group + "/")}
+        runner(kube.replace(), input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                 "items": [by_key[key[:3]] for key in existing if key[:3] in by_key]}))
+        wrong = _differing(runner, kube, backup, kinds, restored_kinds)
     if wrong:
         raise StepFailed(f"cluster {cluster}: {len(wrong)} restored objects are missing or differ from the backup; "
                          f"the backup is at {location}")
     return summary
+
+
+def _differing(runner, kube, backup: Backup, kinds: dict, restored_kinds: list) -> list[tuple[str, str, str, bool]]:
+    """(resource, namespace, name, exists) of backed-up objects not live as backed up."""
+    live = live_objects(runner, kube, restored_kinds)
+    live_digests = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): digest(o) for r, objs in live.items() for o in objs}
+    return [(*key, key in live_digests) for key, obj in backup.keyed().items()
+            if key[0] in kinds and live_digests.get(key) != digest(obj)]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
