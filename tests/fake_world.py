@@ -132,8 +132,10 @@ class FakeCluster:
         return obj
 
     def list(self, resource: str, namespace: str | None) -> list[dict]:
-        """Objects as the API server returns them: at the CRD's storage (preferred) version,
-        whatever version they were written at (checked on a real server: test_kube_real.py)."""
+        """Objects at one version of their CRD whatever version they were written at, as the
+        API server does. The real server answers at the *preferred* version, which can differ
+        from the storage version used here (test_kube_real.py tracks that difference as an
+        xfail); nothing of gke-mesh depends on which, since digests ignore apiVersion."""
         _, api_version, _ = self.resource_info(resource)
         found = [copy.deepcopy(o) for (r, ns, _), o in sorted(self.objects.items())
                  if r == resource and (namespace is None or ns == namespace)]

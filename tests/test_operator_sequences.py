@@ -99,7 +99,10 @@ class Operators(RuleBasedStateMachine):
         results = self._up(self.stack)
         if results is not None and "verify" in results:
             assert results["verify"]["verified"] is True
-            assert self.cluster.channel == self.stack.ctx.channel
+            if ("verify", "create") in self.stack.ran:
+                # A channel changed by hand after the last run is not seen by `pulumi up` (no step
+                # runs; `meshops status` reports it); whenever verify ran, the channel is the target.
+                assert self.cluster.channel == self.stack.ctx.channel
             self.assert_exactly_as_intended()
 
     @rule(step=st.sampled_from(ORDER))
@@ -158,6 +161,19 @@ class Operators(RuleBasedStateMachine):
         """The issue's own sequence: a run stops before its purge, a teammate edits, later a retry."""
         self._up(self.stack, stop_after=step)
         self.teammate_edits(kind)
+
+    @rule(step=st.sampled_from(ORDER), channel=st.sampled_from(["rapid", "regular", "stable"]))
+    def change_stop_revert(self, step, channel):
+        """A channel change that stops half-way, then the PR is reverted (the steps it never
+        reached still hold the previous run's triggers)."""
+        previous = self.stack.ctx
+        self.stack.ctx = context(channel=channel)
+        self._up(self.stack, stop_after=step)
+        self.stack.ctx = previous
+
+    @rule(channel=st.sampled_from(["rapid", "regular", "stable"]))
+    def teammate_changes_the_cluster_channel(self, channel):
+        self.cluster.channel = channel
 
     @rule()
     def destroy(self):

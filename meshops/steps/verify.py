@@ -21,7 +21,8 @@ from meshops.drift import supplement_if_drifted
 from meshops.inventory import SIDECAR, crds, has_sidecar, live_objects
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
 from meshops.objects import digest, istio_kinds
-from meshops.process import StepFailed, Tools
+from meshops.process import StepFailed, Tools, run_json
+from meshops.steps.release_channel import current_channel
 from meshops.steps.common import RECORD_READ, backup_ref, this_run
 from meshops.steps.wait_ready import delays
 
@@ -143,6 +144,9 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             warnings.append("data plane DISABLED: no injected pod yet (normal right after provisioning; it turns ACTIVE once injected workloads run)")
         if inp.decision.implementation not in ("UNKNOWN", state.implementation):
             warnings.append(f"implementation changed from {inp.decision.implementation} to {state.implementation}")
+        cluster_channel = current_channel(run_json(tools.runner, gcloud.describe_cluster(ctx)))
+        if cluster_channel != ctx.channel:
+            problems.append(f"the cluster's GKE channel is {cluster_channel}, not {ctx.channel} (changed by hand during the run?)")
         if state.control_plane_state != "ACTIVE" or state.ready_revision() != expected:
             problems.append(f"control plane {state.control_plane_state} on {state.ready_revision()}, expected ACTIVE on {expected}")
         if stale:
