@@ -43,7 +43,7 @@ def diagnose(state: MeshState, ctx: StepContext, membership: str, enabled_apis: 
     fp = ctx.fleet_project
     agent_role = (f"gcloud projects add-iam-policy-binding {fp} --member=serviceAccount:service-PROJECT_NUMBER@gcp-sa-servicemesh.iam.gserviceaccount.com "
                   f"--role=roles/anthosservicemesh.serviceAgent")
-    modernization = _prefixed(codes, "MODERNIZATION_")
+    modernization = state.modernization_in_progress()
     if modernization:
         return Diagnosis(modernization, "a control plane modernization is in progress and must finish first", "wait for it to complete")
     if "REVISION_STALLED" in codes:

@@ -13,6 +13,10 @@ class Condition:
     severity: str = ""
 
 
+_MODERNIZATION_NOT_BLOCKING = ("MODERNIZATION_SCHEDULED", "MODERNIZATION_WILL_BE_SCHEDULED", "MODERNIZATION_COMPLETED",
+                               "MODERNIZATION_ABORTED")
+
+
 @dataclass(frozen=True)
 class MeshState:
     """The servicemesh state of one membership. `found` is False when the fleet has none."""
@@ -31,6 +35,23 @@ class MeshState:
         for detail in self.control_plane_details:
             if detail.code == "REVISION_READY" and ":" in detail.details:
                 return detail.details.split(":", 1)[1].strip()
+        return None
+
+    def modernization_in_progress(self) -> str | None:
+        """The condition code of a control plane modernization that is under way, if any.
+
+        The servicemesh condition codes (gcloud's generated gkehub v1 client,
+        gkehub_v1_messages.py, MembershipState Condition Code) name five:
+        MODERNIZATION_SCHEDULED and _WILL_BE_SCHEDULED (announced), _IN_PROGRESS,
+        _COMPLETED and _ABORTED (over). Only IN_PROGRESS blocks; a MODERNIZATION_* code not
+        in that list blocks unless its severity is INFO (Google's docs give SCHEDULED as
+        INFO): the safer reading of a code this version does not know."""
+        for condition in self.conditions:
+            if condition.code == "MODERNIZATION_IN_PROGRESS":
+                return condition.code
+            if (condition.code.startswith("MODERNIZATION_") and condition.code not in _MODERNIZATION_NOT_BLOCKING
+                    and condition.severity != "INFO"):
+                return condition.code
         return None
 
     def codes(self) -> list[str]:

@@ -214,8 +214,8 @@ def test_first_up_on_an_aligned_cluster_changes_nothing():
 def test_modernization_in_progress_is_refused_before_any_change():
     world, _, chain = field_report_run()
     (member,) = world.memberships.values()
-    member.conditions = [{"code": "MODERNIZATION_MIGRATING_WORKLOADS", "details": "in progress", "severity": "INFO"}]
-    with pytest.raises(StepFailed, match="MODERNIZATION_MIGRATING_WORKLOADS"):
+    member.conditions = [{"code": "MODERNIZATION_IN_PROGRESS", "details": "in progress", "severity": "WARNING"}]
+    with pytest.raises(StepFailed, match="MODERNIZATION_IN_PROGRESS"):
         chain.up()
     assert list(chain.state) == ["guard"], "nothing of the chain is in state: the next up starts at preflight"
 
@@ -362,3 +362,19 @@ def test_restore_fits_the_versions_the_new_channels_crds_serve():
     results = chain.up()
     assert results["verify"]["verified"] is True
     assert cluster.list("virtualservices.networking.istio.io", "katayan")[0]["apiVersion"] == "networking.istio.io/v1alpha3"
+
+
+@pytest.mark.parametrize("code,severity,blocks", [
+    ("MODERNIZATION_IN_PROGRESS", "INFO", True), ("MODERNIZATION_SCHEDULED", "INFO", False),
+    ("MODERNIZATION_WILL_BE_SCHEDULED", "INFO", False), ("MODERNIZATION_COMPLETED", "INFO", False),
+    ("MODERNIZATION_ABORTED", "WARNING", False), ("MODERNIZATION_SOMETHING_NEW", "WARNING", True),
+    ("MODERNIZATION_SOMETHING_NEW", "INFO", False)])
+def test_only_a_modernization_under_way_stops_the_migration(code, severity, blocks):
+    world, _, chain = field_report_run()
+    (member,) = world.memberships.values()
+    member.conditions = [{"code": code, "details": "", "severity": severity}]
+    if blocks:
+        with pytest.raises(StepFailed, match=code):
+            chain.up()
+    else:
+        assert chain.up()["verify"]["verified"] is True

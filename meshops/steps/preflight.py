@@ -21,7 +21,7 @@ from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
            "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run.")
-STOPS = ("a membership that registers another cluster; a MODERNIZATION_* condition; another stack owning the cluster or its migration record; "
+STOPS = ("a membership that registers another cluster; a modernization in progress (MODERNIZATION_IN_PROGRESS); another stack owning the cluster or its migration record; "
          "workloads of yours in istio-system or asm-system")
 CLUSTER_DATA = False
 NEEDS_DECISION = False
@@ -95,9 +95,9 @@ def run(inp: StepInput, tools: Tools) -> Decision:
     cluster_channel = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
     membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)))
     state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
-    modernization = [c for c in state.codes() if c.startswith("MODERNIZATION_")]
+    modernization = state.modernization_in_progress()
     if modernization:
-        raise StepFailed(f"cluster {ctx.cluster}: {modernization[0]}: a control plane modernization is in progress; "
+        raise StepFailed(f"cluster {ctx.cluster}: {modernization}: a control plane modernization is in progress; "
                          "never de-provision during one: wait for it to finish")
     with cluster_access(ctx, runner) as kube:
         held = record.owner(runner, kube)
