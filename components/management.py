@@ -9,6 +9,17 @@ from components.fleet import FleetMembership, MeshFeature
 from components.settings import Cluster
 
 
+def _membership_input(cluster: Cluster, membership: FleetMembership) -> pulumi.Input[str]:
+    """The membership name as a plain string during preview, the checked one during `up`.
+
+    In a real preview the membership read answers unknown while the chain's
+    reregister-membership step it depends on is being replaced (a channel change), and an
+    unknown `membership` shows this FeatureMembership as a replace it never is. The checked
+    name equals the configured one (check_membership_target returns it or fails the
+    program), so `up` sees no change either way."""
+    return cluster.membership if pulumi.runtime.is_dry_run() else membership.name
+
+
 class MeshManagement(pulumi.ComponentResource):
     """The `servicemesh` FeatureMembership of one cluster.
 
@@ -30,7 +41,7 @@ class MeshManagement(pulumi.ComponentResource):
             project=fleet_project,
             location="global",
             feature=feature.feature.name,
-            membership=membership.name,
+            membership=_membership_input(cluster, membership),
             membership_location=cluster.membership_location,
             mesh=gkehub.FeatureMembershipMeshArgs(management="MANAGEMENT_AUTOMATIC"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on, feature, membership], retain_on_delete=True),

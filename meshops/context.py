@@ -121,6 +121,8 @@ class Decision:
     """True when preflight found this stack's record in flight and carries on with its run."""
     backup: dict | None = None
     """The recorded backup reference (location, manifest_sha256) when resuming after it was taken."""
+    project_number: str = ""
+    """The cluster project's number, resolved once: membership links are matched exactly."""
 
     @property
     def migrate(self) -> bool:

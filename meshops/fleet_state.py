@@ -101,10 +101,14 @@ def mesh_state(described: Any, location: str, membership: str) -> MeshState:
     )
 
 
-def registers(resource_link: str, project: str, location: str, cluster: str) -> bool:
-    """Whether a membership's GKE resource link names this cluster. The project segment
-    may be the project id or its number (which the program does not know offline)."""
+def registers(resource_link: str, project: str, location: str, cluster: str, project_number: str | None = None) -> bool:
+    """Whether a membership's GKE resource link names this cluster. The project segment may
+    be the project id or its number. With `project_number` (preflight resolves it) the
+    number must be exactly this project's: in a multi-project fleet two clusters of one
+    name and location differ only there. Without it (the program's offline-capable check)
+    any number is accepted, and preflight is the exact check before anything changes."""
     prefix, _, rest = resource_link.partition("/projects/")
     owner, _, tail = rest.partition("/")
+    same_project = owner == project or (owner == project_number if project_number else owner.isdigit())
     return (prefix in ("", "//container.googleapis.com", "https://container.googleapis.com/v1")
-            and (owner == project or owner.isdigit()) and tail == f"locations/{location}/clusters/{cluster}")
+            and same_project and tail == f"locations/{location}/clusters/{cluster}")

@@ -10,6 +10,10 @@ def describe_cluster(ctx: StepContext) -> list[str]:
             f"--project={ctx.project}", f"--location={ctx.location}", "--format=json"]
 
 
+def describe_project(project: str) -> list[str]:
+    return ["gcloud", "projects", "describe", project, "--format=json"]
+
+
 def update_release_channel(ctx: StepContext) -> list[str]:
     return ["gcloud", "container", "clusters", "update", ctx.cluster,
             f"--project={ctx.project}", f"--location={ctx.location}",

@@ -260,6 +260,8 @@ class FakeWorld:
         self.log: list[str] = []
         self.gcs_root = gcs_root
         self.bucket_settings: dict[str, dict] = {}
+        self.project_numbers: dict[str, str] = {}
+        """Project id -> number (`gcloud projects describe`); unlisted projects: PROJECT_NUMBER."""
         self.stdin: str | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -350,6 +352,8 @@ class FakeWorld:
             c = self._cluster(words[3], flags)
             c.channel = flags["release-channel"]
             return ""
+        if words[:2] == ["projects", "describe"]:
+            return {"projectId": words[2], "projectNumber": self.project_numbers.get(words[2], PROJECT_NUMBER)}
         if words[:4] == ["container", "fleet", "memberships", "list"]:
             return [{"name": f"projects/{self.fleet_project}/locations/{loc}/memberships/{name}",
                      "endpoint": {"gkeCluster": {"resourceLink": f"//container.googleapis.com/projects/{m.cluster.project}/locations/{m.cluster.location}/clusters/{m.cluster.name}"}}}

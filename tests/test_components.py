@@ -195,3 +195,14 @@ def test_same_config_registers_identical_inputs():
     # Registration order follows the SDK's concurrency; what is registered must not.
     assert sorted((r.urn, str(r.inputs), r.dependencies) for r in first.registrations) == \
         sorted((r.urn, str(r.inputs), r.dependencies) for r in second.registrations)
+
+
+def test_feature_membership_names_its_membership_plainly_in_a_preview():
+    """A real preview answers the membership read unknown while reregister-membership is
+    being replaced; the FeatureMembership must not show a replace because of it."""
+    preview = graph(minimal_config(**{"gke-mesh:clusters": [{"name": "c1", "location": "asia-northeast1", "membership": "m-7"}]}))
+    assert preview.named("c1-mesh-management").inputs["membership"] == "m-7"
+    up = run(minimal_config(**{"gke-mesh:clusters": [{"name": "c1", "location": "asia-northeast1", "membership": "m-7"}]}),
+             preview=False)
+    (registration,) = [r for r in up.registrations if r.name == "c1-mesh-management"]
+    assert registration.inputs["membership"] == "m-7", "the checked name, the same value"

@@ -378,3 +378,19 @@ def test_only_a_modernization_under_way_stops_the_migration(code, severity, bloc
             chain.up()
     else:
         assert chain.up()["verify"]["verified"] is True
+
+
+def test_a_same_named_cluster_of_another_project_is_not_mistaken_for_this_one():
+    """preflight resolves the project number and matches it exactly: the configured
+    membership registering another team's dev-cluster-1 (same name and location, another
+    project number) is refused before anything changes."""
+    from tests.fake_world import FakeCluster, Membership
+
+    world = FakeWorld()
+    seed_field_report(world, membership="dev-membership-7")
+    elsewhere = FakeCluster("999999999999", "asia-northeast1", "dev-cluster-1", "rapid")
+    world.memberships[("asia-northeast1", "dev-cluster-1")] = Membership(elsewhere)
+    with pytest.raises(StepFailed, match="configured membership dev-cluster-1 .* registers another cluster; "
+                                         "the membership of this cluster is dev-membership-7"):
+        Chain(world, context(), Options(stack="dev")).up()
+    assert not [c for c in world.calls if any(v in c[:4] for v in MUTATING)]

@@ -192,3 +192,15 @@ def test_membership_links_match_by_project_id_or_number():
     assert not registers(base.format("my-project-123456") + "-2", "my-project-123456", "asia-northeast1", "dev-cluster-1")
     assert not registers(base.format("my-project-123456").replace("asia-northeast1", "asia-northeast1-a"),
                          "my-project-123456", "asia-northeast1", "dev-cluster-1")
+
+
+def test_with_the_resolved_number_only_this_projects_number_matches():
+    """A multi-project fleet: two clusters of one name and location differ only in the
+    project number of their membership links (issue "Correct on a real fleet", item 2)."""
+    from meshops.fleet_state import registers
+
+    link = "//container.googleapis.com/projects/{}/locations/asia-northeast1/clusters/dev-cluster-1"
+    ours, theirs = "123456789012", "999999999999"
+    assert registers(link.format(ours), "my-project-123456", "asia-northeast1", "dev-cluster-1", ours)
+    assert not registers(link.format(theirs), "my-project-123456", "asia-northeast1", "dev-cluster-1", ours)
+    assert registers(link.format("my-project-123456"), "my-project-123456", "asia-northeast1", "dev-cluster-1", ours)

@@ -35,17 +35,27 @@ CPR = "controlplanerevisions.mesh.cloud.google.com"
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
+    return [gcloud.describe_cluster(ctx), gcloud.describe_project(ctx.project), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"),
             *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
 
 
-def _registers(link: str, ctx: StepContext) -> bool:
-    return registers(link, ctx.project, ctx.location, ctx.cluster)
+def project_number(ctx: StepContext, runner) -> str:
+    described = run_json(runner, gcloud.describe_project(ctx.project))
+    number = str((described or {}).get("projectNumber", "")) if isinstance(described, dict) else ""
+    if not number.isdigit():
+        raise StepFailed(f"gcloud projects describe {ctx.project} returned no project number; "
+                         "the deploying identity needs resourcemanager.projects.get on it (e.g. roles/browser)")
+    return number
 
 
-def resolve_membership(ctx: StepContext, memberships: Any) -> str:
-    """The configured membership, checked: it must exist and register this cluster."""
+def resolve_membership(ctx: StepContext, memberships: Any, number: str) -> str:
+    """The configured membership, checked: it must exist and register this cluster, in
+    this very project (id or its exact number)."""
+
+    def _registers(link: str, ctx: StepContext) -> bool:
+        return registers(link, ctx.project, ctx.location, ctx.cluster, number)
+
     if not isinstance(memberships, list):
         raise StepFailed("gcloud container fleet memberships list returned no list")
     pointing, configured = [], None
@@ -93,7 +103,8 @@ def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
 def run(inp: StepInput, tools: Tools) -> Decision:
     ctx, runner, stack = inp.ctx, tools.runner, inp.options.stack
     cluster_channel = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
-    membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)))
+    number = project_number(ctx, runner)
+    membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)), number)
     state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
     modernization = state.modernization_in_progress()
     if modernization:
@@ -116,7 +127,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         aligned = cluster_channel == target and mesh_channel == target and state.control_plane_state == "ACTIVE" and len(managed) <= 1
         run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(tools.wall()))
         common = dict(to_channel=target, to_revision=revision_of(target), implementation=state.implementation,
-                      control_plane_state=state.control_plane_state, stack=stack)
+                      control_plane_state=state.control_plane_state, stack=stack, project_number=number)
         if existing and not (aligned and not existing.touched):
             refuse_user_workloads(inp, runner, kube)
             resumed = record.advance(runner, kube, existing, existing.phase, to_channel=target)

@@ -47,7 +47,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         runner(gcloud.register_membership(ctx, name))
         after = run_json(runner, gcloud.list_memberships(ctx))
         try:
-            resolve_membership(ctx, after)
+            resolve_membership(ctx, after, inp.decision.project_number)
         except StepFailed as error:
             raise StepFailed(f"after re-registering: {error}") from None
     tools.log(f"[{ctx.cluster}] reregister-membership: {name} re-registered in {ctx.fleet_project}")
