@@ -10,6 +10,15 @@ def describe_cluster(ctx: StepContext) -> list[str]:
             f"--project={ctx.project}", f"--location={ctx.location}", "--format=json"]
 
 
+def server_config(ctx: StepContext) -> list[str]:
+    return ["gcloud", "container", "get-server-config", f"--project={ctx.project}", f"--location={ctx.location}", "--format=json"]
+
+
+def running_operations(ctx: StepContext) -> list[str]:
+    return ["gcloud", "container", "operations", "list", f"--project={ctx.project}", f"--location={ctx.location}",
+            "--filter=status=RUNNING", "--format=json"]
+
+
 def describe_project(project: str) -> list[str]:
     return ["gcloud", "projects", "describe", project, "--format=json"]
 

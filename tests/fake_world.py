@@ -89,6 +89,8 @@ class FakeCluster:
     objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     crds_return_once: bool = False
     reconciles_left: int = 0  # how many more times the fleet re-creates deleted mesh CRDs
+    version: str = "1.32.3-gke.1000"  # the field report's GKE version
+    autopilot: bool = False
     pod_counter: int = 0
 
     # ---------------------------------------------------------------- object store
@@ -260,6 +262,8 @@ class FakeWorld:
         self.log: list[str] = []
         self.gcs_root = gcs_root
         self.bucket_settings: dict[str, dict] = {}
+        self.channel_versions = {ch: ["1.32.3-gke.1000"] for ch in ("rapid", "regular", "stable")}
+        self.operations: list[dict] = []
         self.project_numbers: dict[str, str] = {}
         """Project id -> number (`gcloud projects describe`); unlisted projects: PROJECT_NUMBER."""
         self.stdin: str | None = None
@@ -347,7 +351,17 @@ class FakeWorld:
             c = self._cluster(words[3], flags)
             return {"name": c.name, "endpoint": "203.0.113.10", "masterAuth": {"clusterCaCertificate": "Q0E="},
                     "releaseChannel": {"channel": c.channel.upper()} if c.channel != "unspecified" else {},
-                    "workloadIdentityConfig": {"workloadPool": f"{c.project}.svc.id.goog"}}
+                    "workloadIdentityConfig": {"workloadPool": f"{c.project}.svc.id.goog"},
+                    "currentMasterVersion": c.version, "autopilot": {"enabled": c.autopilot},
+                    "nodePools": [{"name": "default-pool", "version": c.version,
+                                   "config": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}}]}
+        if words[:2] == ["container", "get-server-config"]:
+            # container v1 ServerConfig: each channel's versions (a version in all three by default).
+            return {"channels": [{"channel": ch.upper(), "defaultVersion": versions[0], "validVersions": versions}
+                                 for ch, versions in sorted(self.channel_versions.items())]}
+        if words[:3] == ["container", "operations", "list"]:
+            assert flags.get("filter") == "status=RUNNING"
+            return [o for o in self.operations if o["status"] == "RUNNING"]
         if words[:3] == ["container", "clusters", "update"]:
             c = self._cluster(words[3], flags)
             c.channel = flags["release-channel"]

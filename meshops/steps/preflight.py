@@ -14,6 +14,7 @@ from meshops.context import Decision, StepContext, StepInput, channel_of_revisio
 from meshops.fleet_state import mesh_state, registers
 from meshops.inventory import MESH_NAMESPACES, user_workloads
 from meshops.kube import PLAN_KUBE, cluster_access, items
+from meshops.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
 from meshops.process import StepFailed, Tools, run_json
 from meshops.record import MigrationRecord
 from meshops.steps.common import OWNER_READ, RECORD_READ
@@ -21,7 +22,8 @@ from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
            "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run.")
-STOPS = ("a membership that registers another cluster; a modernization in progress (MODERNIZATION_IN_PROGRESS); another stack owning the cluster or its migration record; "
+STOPS = ("an Autopilot cluster; Workload Identity off on the cluster or a node pool; a control plane or node version the "
+         "target channel does not offer; a running GKE operation; a membership that registers another cluster; a modernization in progress (MODERNIZATION_IN_PROGRESS); another stack owning the cluster or its migration record; "
          "workloads of yours in istio-system or asm-system")
 CLUSTER_DATA = False
 NEEDS_DECISION = False
@@ -37,6 +39,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
     return [gcloud.describe_cluster(ctx), gcloud.describe_project(ctx.project), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"),
+            gcloud.server_config(ctx), gcloud.running_operations(ctx),
             *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
 
 
@@ -92,6 +95,16 @@ def refuse_unsettled_mesh(ctx: StepContext, state) -> None:
                          "from an ACTIVE mesh: wait for it, or fix what `gcloud container fleet mesh describe` reports")
 
 
+def refuse_unmovable(ctx: StepContext, runner, described: dict, target: str) -> None:
+    """The cluster's kind, identity and versions, and GKE's running operations: everything
+    that would stop the channel change or the re-provisioning after the teardown."""
+    for problem in (kind_refusal(described), identity_refusal(described),
+                    channel_refusal(described, run_json(runner, gcloud.server_config(ctx)), target),
+                    operation_refusal(run_json(runner, gcloud.running_operations(ctx)), ctx.cluster)):
+        if problem:
+            raise StepFailed(f"cluster {ctx.cluster}: {problem}")
+
+
 def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
     workloads = user_workloads(runner, kube)
     if workloads:
@@ -102,7 +115,8 @@ def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
 
 def run(inp: StepInput, tools: Tools) -> Decision:
     ctx, runner, stack = inp.ctx, tools.runner, inp.options.stack
-    cluster_channel = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
+    described = run_json(runner, gcloud.describe_cluster(ctx))
+    cluster_channel = current_channel(described)
     number = project_number(ctx, runner)
     membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)), number)
     state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
@@ -142,6 +156,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
                                 from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
         else:
             refuse_unsettled_mesh(ctx, state)
+            refuse_unmovable(ctx, runner, described, target)
             refuse_user_workloads(inp, runner, kube)
             decision = Decision(action="migrate",
                                 reason=(f"cluster channel {cluster_channel}, mesh revision {from_revision} ({mesh_channel}), "

@@ -1,0 +1,69 @@
+"""What must hold before a migration changes anything, read from the cluster's own
+description, the location's server config and its running operations. Pure functions
+over gcloud's JSON: each returns why the migration must not start, or None.
+
+Sources (issue "Correct on a real fleet"; DOMAIN.md's review facts):
+- GKE refuses a channel whose versions do not include the cluster's version
+  (`Master version must be one of "STABLE" channel supported versions`, public issue
+  reports) and refuses updates while another operation runs;
+  `gcloud container get-server-config` lists each channel's valid versions
+  (container v1 ServerConfig.channels[].validVersions).
+- Autopilot denies writes to managed namespaces such as kube-system (GKE Warden,
+  "managed-namespaces-limitation"): the purge would fail half-way.
+- Managed Cloud Service Mesh needs Workload Identity on the cluster (workloadPool) and
+  GKE_METADATA on every node pool (provisioning reports WORKLOAD_IDENTITY_REQUIRED /
+  NODEPOOL_WORKLOAD_IDENTITY_FEDERATION_REQUIRED only after the teardown otherwise).
+Where Google's pages are silent (whether node versions must also be valid in the target
+channel), the safer reading is taken: they must.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def channel_refusal(described: dict, server_config: Any, target: str) -> str | None:
+    """Why GKE would refuse moving this cluster to `target`, judged before the teardown."""
+    channels = {str(c.get("channel", "")).lower(): c for c in (server_config or {}).get("channels") or [] if isinstance(c, dict)}
+    offered = channels.get(target)
+    if offered is None:
+        return f"the location offers no {target} channel (get-server-config lists {', '.join(sorted(channels)) or 'none'})"
+    valid = set(offered.get("validVersions") or [])
+    master = str(described.get("currentMasterVersion", ""))
+    if master not in valid:
+        return (f"its control plane version {master or '?'} is not one of the {target} channel's versions "
+                f"(GKE would refuse the channel change after the teardown); upgrade or downgrade to a {target} version first "
+                f"(e.g. {offered.get('defaultVersion', 'its default')})")
+    stale = sorted({str(p.get("version", "")) for p in described.get("nodePools") or [] if str(p.get("version", "")) not in valid})
+    if stale:
+        return f"node pool versions {', '.join(stale)} are not {target} channel versions; upgrade the node pools first"
+    return None
+
+
+def operation_refusal(operations: Any, cluster: str) -> str | None:
+    """A running operation on this cluster (an upgrade, a node-pool change) blocks updates."""
+    running = [o for o in operations or [] if isinstance(o, dict) and o.get("status") == "RUNNING"
+               and str(o.get("targetLink", "")).split("/clusters/", 1)[-1].split("/", 1)[0] == cluster]
+    if running:
+        kinds = ", ".join(sorted({str(o.get("operationType", "operation")) for o in running}))
+        return f"{len(running)} operation(s) running on it ({kinds}); GKE refuses a channel change meanwhile: wait for them"
+    return None
+
+
+def kind_refusal(described: dict) -> str | None:
+    if (described.get("autopilot") or {}).get("enabled") is True:
+        return ("it is an Autopilot cluster: writes to kube-system are denied, so the purge (mdp-controller, the CNI) would "
+                "fail half-way; gke-mesh does not migrate Autopilot clusters")
+    return None
+
+
+def identity_refusal(described: dict) -> str | None:
+    if not (described.get("workloadIdentityConfig") or {}).get("workloadPool"):
+        return ("Workload Identity is off (no workload pool); the new control plane would not provision: "
+                "gcloud container clusters update CLUSTER --workload-pool=PROJECT.svc.id.goog first")
+    pools = sorted(str(p.get("name", "?")) for p in described.get("nodePools") or []
+                   if ((p.get("config") or {}).get("workloadMetadataConfig") or {}).get("mode") != "GKE_METADATA")
+    if pools:
+        return (f"node pools {', '.join(pools)} do not use GKE_METADATA; the new control plane would not provision: "
+                "gcloud container node-pools update POOL --cluster CLUSTER --workload-metadata=GKE_METADATA first")
+    return None

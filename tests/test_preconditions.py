@@ -1,0 +1,71 @@
+"""Preflight refuses, before anything changes, what would stop the channel change or the
+re-provisioning after the teardown (meshops/preconditions.py; issue "Correct on a real
+fleet", items 1, 4 and 5), in the fake world and as pure functions."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshops.context import Options
+from meshops.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
+from meshops.process import StepFailed
+from tests.chain_driver import Chain, context
+from tests.fake_world import FakeWorld, seed_field_report
+
+MUTATING = ("update", "delete", "register", "label", "rollout", "patch", "apply", "replace", "cp")
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def refused(world: FakeWorld, cluster, match: str) -> None:
+    before = sorted(cluster.istio_objects())
+    with pytest.raises(StepFailed, match=match):
+        Chain(world, context(), Options(stack="dev")).up()
+    assert not [c for c in world.calls if (c[0] == "gcloud" and any(v in c[:5] for v in MUTATING))
+                or (c[0] == "kubectl" and c[2] in MUTATING)], "refused before any change"
+    assert sorted(cluster.istio_objects()) == before
+    assert ("configmaps", "kube-system", "gke-mesh-migration") not in cluster.objects, "no migration started"
+
+
+def test_a_version_the_target_channel_does_not_offer_is_refused_before_the_teardown():
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    cluster.version = "1.33.1-gke.200"  # rapid's newer version
+    world.channel_versions["rapid"] = ["1.33.1-gke.200"]
+    refused(world, cluster, r"control plane version 1.33.1-gke.200 is not one of the regular channel's versions")
+
+
+def test_a_running_operation_is_refused():
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    world.operations.append({"status": "RUNNING", "operationType": "UPGRADE_NODES",
+                             "targetLink": f"https://container.googleapis.com/v1/projects/p/locations/l/clusters/{cluster.name}/nodePools/default-pool"})
+    refused(world, cluster, r"1 operation\(s\) running on it \(UPGRADE_NODES\)")
+
+
+def test_autopilot_is_refused():
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    cluster.autopilot = True
+    refused(world, cluster, "Autopilot cluster: writes to kube-system are denied")
+
+
+def test_pure_rules():
+    ok = {"currentMasterVersion": "1.32.3", "nodePools": [{"name": "a", "version": "1.32.3",
+                                                          "config": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}}],
+          "workloadIdentityConfig": {"workloadPool": "p.svc.id.goog"}}
+    config = {"channels": [{"channel": "REGULAR", "validVersions": ["1.32.3"], "defaultVersion": "1.32.3"}]}
+    assert channel_refusal(ok, config, "regular") is None
+    assert "no stable channel" in channel_refusal(ok, config, "stable")
+    stale_nodes = {**ok, "nodePools": [{"name": "a", "version": "1.31.0"}]}
+    assert "node pool versions 1.31.0" in channel_refusal(stale_nodes, config, "regular")
+    assert identity_refusal(ok) is None
+    assert "Workload Identity is off" in identity_refusal({**ok, "workloadIdentityConfig": {}})
+    no_metadata = {**ok, "nodePools": [{"name": "legacy", "config": {"workloadMetadataConfig": {"mode": "GCE_METADATA"}}}]}
+    assert "node pools legacy do not use GKE_METADATA" in identity_refusal(no_metadata)
+    assert kind_refusal(ok) is None
+    assert operation_refusal([{"status": "DONE", "targetLink": ".../clusters/c"}], "c") is None
+    assert operation_refusal([{"status": "RUNNING", "targetLink": ".../clusters/other"}], "c") is None
