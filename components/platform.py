@@ -106,7 +106,8 @@ def step_options(cluster: Cluster, stack: str) -> Options:
     m = cluster.migration
     return Options(stack=stack, backup_uri=m.backup_uri, relax_security=m.relax_security,
                    remove_authorization_policies=m.remove_authorization_policies, restart_workloads=m.restart_workloads,
-                   purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds, allow_local_backup=m.allow_local_backup)
+                   purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds, allow_local_backup=m.allow_local_backup,
+                   accept_traffic_director=m.accept_traffic_director)
 
 
 class MeshPlatform(pulumi.ComponentResource):

@@ -80,6 +80,9 @@ class Migration:
     max_parallel: int | None = None
     allow_local_backup: bool = False
     """Accept a local backupUri on a CI runner (whose disk, and backup, go with the job)."""
+    accept_traffic_director: bool = False
+    """Migrate an ISTIOD cluster that holds kinds TRAFFIC_DIRECTOR ignores (EnvoyFilter,
+    WasmPlugin, IstioOperator): re-provisioning may switch the implementation."""
     rerun: str = ""
     """Any new value runs every step of the chain again (it is in each step's `triggers`);
     preflight then resumes an in-flight migration or skips an aligned cluster."""
@@ -275,6 +278,7 @@ _MIGRATION_KEYS = {
     "waitTimeout": ("wait_timeout_seconds", _duration),
     "maxParallel": ("max_parallel", lambda key, value: _whole(key, value, 1, 1000)),
     "allowLocalBackup": ("allow_local_backup", _boolean),
+    "acceptTrafficDirector": ("accept_traffic_director", _boolean),
     "rerun": ("rerun", lambda key, value: _string(key, value, _RERUN_RE, _RERUN_RULE)),
 }
 

@@ -71,6 +71,7 @@ class Options:
     purge_crds: bool = True
     wait_timeout_seconds: int = 1800
     allow_local_backup: bool = False
+    accept_traffic_director: bool = False
 
     def environment(self, names: tuple[str, ...]) -> dict[str, str]:
         """Only the options `names`, as environment variables."""

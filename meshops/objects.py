@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 MESH_GROUP = "mesh.cloud.google.com"
 PEER_AUTHENTICATION = "peerauthentications.security.istio.io"
+IGNORED_BY_TRAFFIC_DIRECTOR = ("envoyfilters.networking.istio.io", "wasmplugins.extensions.istio.io",
+                               "istiooperators.install.istio.io")
+"""Kinds the TRAFFIC_DIRECTOR implementation does not support (Cloud Service Mesh docs,
+supported features, managed); Kubernetes Ingress too, which is not an Istio kind."""
 AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
 MESH_PLURALS = ("controlplanerevisions", "dataplanecontrols")
 # Operator state of in-cluster installs; managed CSM does not bring its CRD back, so these

@@ -69,3 +69,26 @@ def test_pure_rules():
     assert kind_refusal(ok) is None
     assert operation_refusal([{"status": "DONE", "targetLink": ".../clusters/c"}], "c") is None
     assert operation_refusal([{"status": "RUNNING", "targetLink": ".../clusters/other"}], "c") is None
+
+
+def test_istiod_with_kinds_traffic_director_ignores_needs_an_acknowledgement(tmp_path):
+    """Issue item 9: EnvoyFilter/WasmPlugin/IstioOperator on ISTIOD refuse before any change
+    unless acceptTrafficDirector; then a switch to TRAFFIC_DIRECTOR fails verify."""
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    cluster.put("envoyfilters.networking.istio.io", {"metadata": {"name": "lua", "namespace": "katayan"}, "spec": {}})
+    chain = Chain(world, context(), Options(stack="dev"))
+    with pytest.raises(StepFailed, match="holds envoyfilters.networking.istio.io, which TRAFFIC_DIRECTOR ignores"):
+        chain.up()
+    assert not [c for c in world.calls if c[0] == "kubectl" and c[2] in ("patch", "label", "rollout", "delete")]
+    chain.options = Options(stack="dev", accept_traffic_director=True)
+    (member,) = world.memberships.values()
+    original = world.__class__._mesh_entry
+
+    def comes_back_on_traffic_director(self, m):
+        if m.management == "MANAGEMENT_AUTOMATIC" and m.provisioning_started and m.provisioning_started > 0:
+            m.implementation = "TRAFFIC_DIRECTOR"
+        return original(self, m)
+    world._mesh_entry = comes_back_on_traffic_director.__get__(world)
+    with pytest.raises(StepFailed, match="implementation switched from ISTIOD to TRAFFIC_DIRECTOR, which ignores envoyfilters"):
+        chain.up()

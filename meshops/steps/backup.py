@@ -14,6 +14,7 @@ from meshops import gcloud, record
 from meshops.backup_store import BackupStore, check_bucket, planned_writes, read_backup
 from meshops.context import StepInput
 from meshops.inventory import collect
+from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR
 from meshops.kube import PLAN_KUBE, cluster_access
 from meshops.process import StepFailed, Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
@@ -21,12 +22,12 @@ from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '
            'and (archive only) every config map and secret of istio-system and asm-system; reads it back, verifies counts and sha256, '
            'and records it in the migration record. A resumed run reuses the recorded backup.')
-STOPS = ("a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
+STOPS = ("ISTIOD with EnvoyFilter, WasmPlugin or IstioOperator objects (unless acceptTrafficDirector); a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
          "a backup that does not verify; a migration record that is not this run's; a cluster already changed by a run without a backup")
 NEEDS_DECISION = True
 NEEDS_BACKUP = False
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri", "allow_local_backup")
+OPTIONS = ("stack", "backup_uri", "allow_local_backup", "accept_traffic_director")
 
 
 def commands(inp: StepInput) -> list[list[str]]:
@@ -60,6 +61,17 @@ def refuse_unsafe_location(inp: StepInput, runner) -> None:
 
 
 
+def refuse_an_implementation_switch(inp: StepInput, backup) -> None:
+    """A re-provisioned membership can come back on TRAFFIC_DIRECTOR (new installations get
+    it where possible: Cloud Service Mesh docs, supported features, managed), which ignores
+    EnvoyFilter, WasmPlugin and IstioOperator: their behaviour would silently stop."""
+    held = sorted(r for r in IGNORED_BY_TRAFFIC_DIRECTOR if backup.objects.get(r))
+    if inp.decision.implementation == "ISTIOD" and held and not inp.options.accept_traffic_director:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: it runs ISTIOD and holds {', '.join(held)}, which TRAFFIC_DIRECTOR ignores; "
+                         "re-provisioning may switch the implementation. Move them off those kinds, or set "
+                         "gke-mesh:migration.acceptTrafficDirector: true to accept it (verify then fails on a switch)")
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
@@ -80,6 +92,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         store = BackupStore(location, runner)
         backup = collect(runner, kube, inp.ctx.cluster, decision.from_channel, decision.to_channel, decision.run_id,
                          decision.from_revision)
+        refuse_an_implementation_switch(inp, backup)
         ref = store.write(backup)
         current = record.advance(runner, kube, current, "backed-up", backup=ref)
         store.write_record(current)

@@ -20,7 +20,8 @@ from meshops.fleet_state import mesh_state
 from meshops.drift import supplement_if_drifted
 from meshops.inventory import SIDECAR, crds, has_sidecar, live_objects
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.objects import digest, istio_kinds
+from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
+from meshops.record import BackupRef
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.release_channel import current_channel
 from meshops.steps.common import RECORD_READ, backup_ref, this_run
@@ -120,6 +121,15 @@ def _compare_with_backup(inp: StepInput, tools: Tools, kube: Kube, pods: list[di
     return differences(backup, live, pods, expected, tags, running), current
 
 
+def ignored_kinds_in(inp: StepInput, tools: Tools) -> list[str]:
+    """Backed-up kinds the TRAFFIC_DIRECTOR implementation ignores."""
+    found = (inp.backup_from or {}).get("backup")
+    if not inp.decision.migrate or not found:
+        return []
+    backup = read_backup(BackupRef.from_dict(found), tools.runner)
+    return sorted(r for r in IGNORED_BY_TRAFFIC_DIRECTOR if backup.objects.get(r))
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ctx = inp.ctx
     expected = revision_of(ctx.channel)
@@ -142,7 +152,11 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         warnings = []
         if state.data_plane_state == "DISABLED" and not pods:
             warnings.append("data plane DISABLED: no injected pod yet (normal right after provisioning; it turns ACTIVE once injected workloads run)")
-        if inp.decision.implementation not in ("UNKNOWN", state.implementation):
+        switched = inp.decision.implementation not in ("UNKNOWN", state.implementation)
+        if switched and ignored_kinds_in(inp, tools):
+            problems.append(f"implementation switched from {inp.decision.implementation} to {state.implementation}, which ignores "
+                            f"{', '.join(ignored_kinds_in(inp, tools))} the cluster holds")
+        elif switched:
             warnings.append(f"implementation changed from {inp.decision.implementation} to {state.implementation}")
         cluster_channel = current_channel(run_json(tools.runner, gcloud.describe_cluster(ctx)))
         if cluster_channel != ctx.channel:
