@@ -34,9 +34,12 @@ class Kube:
         scope = ["--all-namespaces"] if all_namespaces else ([f"--namespace={namespace}"] if namespace else [])
         return [*self._base(), "get", resource, *scope, "--output=json"]
 
-    def delete(self, resource: str, names: list[str], namespace: str | None = None) -> list[str]:
+    def delete(self, resource: str, names: list[str], namespace: str | None = None, foreground: bool = False) -> list[str]:
+        """`foreground`: kubectl waits until the object's dependents (a DaemonSet's pods) are gone too."""
         scope = [f"--namespace={namespace}"] if namespace else []
-        return [*self._base(), "delete", resource, *names, *scope, "--ignore-not-found=true", "--wait=true", "--timeout=300s"]
+        cascade = ["--cascade=foreground"] if foreground else []
+        return [*self._base(), "delete", resource, *names, *scope, *cascade, "--ignore-not-found=true", "--wait=true",
+                "--timeout=300s"]
 
     def delete_all(self, resource: str, namespace: str | None = None) -> list[str]:
         scope = [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
@@ -51,7 +54,8 @@ class Kube:
         return [*self._base(), "rollout", "restart", *sorted(workloads), f"--namespace={namespace}"]
 
     def merge_patch(self, resource: str, name: str, namespace: str, patch: dict) -> list[str]:
-        return [*self._base(), "patch", resource, name, f"--namespace={namespace}", "--type=merge",
+        scope = [f"--namespace={namespace}"] if namespace else []
+        return [*self._base(), "patch", resource, name, *scope, "--type=merge",
                 f"--patch={json.dumps(patch, sort_keys=True, separators=(',', ':'))}"]
 
     def get_one(self, resource: str, name: str, namespace: str) -> list[str]:

@@ -146,6 +146,11 @@ class FakeCluster:
         return found
 
     def delete(self, resource: str, namespace: str, name: str) -> None:
+        if resource == "customresourcedefinitions" and any(k[0] == name and o["metadata"].get("finalizers")
+                                                           for k, o in self.objects.items()):
+            # Objects with finalizers nobody removes keep their CRD in deletion until kubectl
+            # gives up (Kubernetes docs, Finalizers).
+            raise FakeError("error: timed out waiting for the condition on customresourcedefinitions/" + name)
         self.objects.pop((resource, namespace, name), None)
         if resource == "customresourcedefinitions":
             for key in [k for k in self.objects if k[0] == name]:
@@ -544,7 +549,7 @@ class FakeWorld:
                 cluster.start_pods(flags["namespace"], BUILTIN[resource][0], name, workload["spec"].get("replicas", 1))
             return ""
         if verb == "patch":
-            obj = cluster.objects.get((words[1], flags["namespace"], words[2]))
+            obj = cluster.objects.get((words[1], flags.get("namespace", ""), words[2]))
             if obj is None:
                 raise FakeError(f'{words[1]} "{words[2]}" not found')
             merge(obj, json.loads(flags["patch"]))

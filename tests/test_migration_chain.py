@@ -394,3 +394,26 @@ def test_a_same_named_cluster_of_another_project_is_not_mistaken_for_this_one():
                                          "the membership of this cluster is dev-membership-7"):
         Chain(world, context(), Options(stack="dev")).up()
     assert not [c for c in world.calls if any(v in c[:4] for v in MUTATING)]
+
+
+def test_operator_objects_with_finalizers_do_not_hang_the_crd_deletion():
+    """An IstioOperator left by an in-cluster install keeps a finalizer no operator removes
+    on a managed mesh: purge clears it (the object is in the backup) before deleting CRDs."""
+    from tests.fake_world import crd_object
+
+    world, cluster, chain = field_report_run(accept_traffic_director=True)  # an IstioOperator asks for it
+    cluster.put("customresourcedefinitions", crd_object("install.istio.io", "istiooperators", "IstioOperator"))
+    cluster.put("istiooperators.install.istio.io", {"metadata": {"name": "installed-state", "namespace": "istio-system",
+                                                                 "finalizers": ["istio-finalizer.install.istio.io"]},
+                                                    "spec": {"profile": "default"}})
+    results = chain.up()
+    assert results["verify"]["verified"] is True
+    assert results["restore"]["archived_kinds"] == ["istiooperators.install.istio.io"], "kept in the backup, not re-applied"
+    assert ("customresourcedefinitions", "", "istiooperators.install.istio.io") not in cluster.objects
+
+
+def test_the_cni_is_deleted_in_the_foreground():
+    world, cluster, chain = field_report_run()
+    chain.up()
+    (cni,) = [c for c in world.calls if c[0] == "kubectl" and c[2:5] == ["delete", "daemonset", "istio-cni-node"]]
+    assert "--cascade=foreground" in cni and "--wait=true" in cni

@@ -21,7 +21,7 @@ from meshops.drift import compare_applies, supplement_if_drifted
 from meshops.context import StepInput
 from meshops.inventory import MESH_NAMESPACES, crds, user_workloads
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.objects import MESH_GROUP, kind_of_crd, mesh_crds
+from meshops.objects import ARCHIVE_ONLY_GROUPS, MESH_GROUP, kind_of_crd, mesh_crds
 from meshops.process import Runner, StepFailed, Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, require_manual, skipped, this_run
 
@@ -55,11 +55,14 @@ def commands(inp: StepInput) -> list[list[str]]:
              k.get(DPC, all_namespaces=True), k.delete_all(DPC),
              k.get("namespaces"), k.delete("namespaces", list(MESH_NAMESPACES)),
              k.get("deployments,daemonsets,configmaps", namespace="kube-system"),
-             k.delete("deployment", ["mdp-controller"], "kube-system"), k.delete("daemonset", ["istio-cni-node"], "kube-system"),
+             k.delete("deployment", ["mdp-controller"], "kube-system"),
+             k.delete("daemonset", ["istio-cni-node"], "kube-system", foreground=True),
              k.delete("configmap", ["istio-cni-plugin-config"], "kube-system"),
              k.get("clusterroles,clusterrolebindings"), k.delete("clusterroles", ["<istio-clusterrole>"])]
     if inp.options.purge_crds:
-        found.append(k.delete("customresourcedefinitions", ["<mesh-crd>"]))
+        found += [k.get("<operator-kind>", all_namespaces=True),
+                  k.merge_patch("<operator-kind>", "<name>", "<namespace>", {"metadata": {"finalizers": None}}),
+                  k.delete("customresourcedefinitions", ["<mesh-crd>"])]
     return [*found, RECORD_WRITE]
 
 
@@ -72,6 +75,23 @@ def is_istio_webhook(webhook: dict) -> bool:
 
 def _names(objs: list[dict]) -> list[str]:
     return sorted(o["metadata"]["name"] for o in objs)
+
+
+def release_finalizers(runner: Runner, kube: Kube, doomed: list[dict]) -> list[str]:
+    """Objects of operator kinds (install.istio.io: IstioOperator) carry finalizers that
+    only their operator removes, and no operator runs on a managed mesh: deleting their CRD
+    would hang until kubectl's timeout (Kubernetes docs, Finalizers; Istio's uninstall
+    notes). Their content is in the backup's archive; clear the finalizers first."""
+    released = []
+    for kind in (kind_of_crd(c) for c in doomed):
+        if kind.group not in ARCHIVE_ONLY_GROUPS:
+            continue
+        for obj in items(runner, kube.get(kind.resource, all_namespaces=kind.namespaced)):
+            meta = obj.get("metadata") or {}
+            if meta.get("finalizers"):
+                runner(kube.merge_patch(kind.resource, meta["name"], meta.get("namespace", ""), {"metadata": {"finalizers": None}}))
+                released.append(f"finalizers/{kind.resource}/{meta.get('namespace', '')}/{meta['name']}")
+    return released
 
 
 def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
@@ -102,7 +122,8 @@ def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
     for obj in items(runner, kube.get("deployments,daemonsets,configmaps", namespace="kube-system")):
         resource = KUBE_SYSTEM.get((obj.get("kind"), obj["metadata"]["name"]))
         if resource:
-            runner(kube.delete(resource, [obj["metadata"]["name"]], "kube-system"))
+            # The CNI's pods must be gone before the new control plane installs its own.
+            runner(kube.delete(resource, [obj["metadata"]["name"]], "kube-system", foreground=resource == "daemonset"))
             found.append(f"kube-system/{resource}/{obj['metadata']['name']}")
     rbac: dict[str, list[str]] = {}
     for obj in items(runner, kube.get("clusterroles,clusterrolebindings")):
@@ -113,6 +134,7 @@ def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
         found += [f"{kind}/{n}" for n in sorted(names)]
     if purge_crds:
         doomed = mesh_crds(crd_list)
+        found += release_finalizers(runner, kube, [c for c in crd_list if c["metadata"]["name"] in doomed])
         if doomed:
             runner(kube.delete("customresourcedefinitions", doomed))
             found += [f"crd/{n}" for n in doomed]
