@@ -67,3 +67,27 @@ def identity_refusal(described: dict) -> str | None:
         return (f"node pools {', '.join(pools)} do not use GKE_METADATA; the new control plane would not provision: "
                 "gcloud container node-pools update POOL --cluster CLUSTER --workload-metadata=GKE_METADATA first")
     return None
+
+
+GITOPS_MARKS = ("configsync.gke.io/", "configmanagement.gke.io/", "argocd.argoproj.io/",
+                "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
+"""Labels and annotations the GitOps tools put on what they manage (Config Sync's
+configsync.gke.io/* and configmanagement.gke.io/*, Argo CD's argocd.argoproj.io/*
+tracking annotation, Flux's *.toolkit.fluxcd.io/*). Argo CD's older label tracking
+(app.kubernetes.io/instance) is not used: Helm sets it too, without any controller."""
+
+
+def gitops_refusal(objects: list[dict], namespaces: list[dict]) -> str | None:
+    """Objects (or injection-labelled namespaces) a GitOps tool owns would be re-created during
+    the purge or fight the restore and the relabelling."""
+    def managed(obj: dict) -> bool:
+        meta = obj.get("metadata") or {}
+        keys = [*(meta.get("labels") or {}), *(meta.get("annotations") or {})]
+        return any(k.startswith(GITOPS_MARKS) for k in keys)
+    owned = [o for o in objects if managed(o)]
+    labelled = [n for n in namespaces if managed(n) and set((n.get("metadata") or {}).get("labels") or {}) & {"istio-injection", "istio.io/rev"}]
+    if owned or labelled:
+        return (f"{len(owned)} Istio objects and {len(labelled)} injection-labelled namespaces are managed by a GitOps tool "
+                "(Config Sync, Argo CD or Flux marks): it would re-create them during the purge and fight the restore; "
+                "pause sync for them first")
+    return None

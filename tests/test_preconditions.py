@@ -92,3 +92,18 @@ def test_istiod_with_kinds_traffic_director_ignores_needs_an_acknowledgement(tmp
     world._mesh_entry = comes_back_on_traffic_director.__get__(world)
     with pytest.raises(StepFailed, match="implementation switched from ISTIOD to TRAFFIC_DIRECTOR, which ignores envoyfilters"):
         chain.up()
+
+
+@pytest.mark.parametrize("mark", [{"annotations": {"argocd.argoproj.io/tracking-id": "mesh:networking.istio.io/VirtualService"}},
+                                  {"annotations": {"configsync.gke.io/declared-version": "v1"}},
+                                  {"labels": {"kustomize.toolkit.fluxcd.io/name": "mesh"}}])
+def test_objects_a_gitops_tool_manages_stop_the_migration_before_any_change(mark):
+    """Issue item 7: Config Sync / Argo CD / Flux would re-create or fight them: pause sync first."""
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    vs = cluster.objects[("virtualservices.networking.istio.io", "katayan", "katayan-virtualservice")]
+    vs["metadata"].update({k: {**vs["metadata"].get(k, {}), **v} for k, v in mark.items()})
+    chain = Chain(world, context(), Options(stack="dev"))
+    with pytest.raises(StepFailed, match="managed by a GitOps tool .*pause sync for them first"):
+        chain.up()
+    assert not [c for c in world.calls if c[0] == "kubectl" and c[2] in ("patch", "label", "rollout", "delete")]

@@ -15,14 +15,15 @@ from meshops.backup_store import BackupStore, check_bucket, planned_writes, read
 from meshops.context import StepInput
 from meshops.inventory import collect
 from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR
-from meshops.kube import PLAN_KUBE, cluster_access
+from meshops.kube import PLAN_KUBE, cluster_access, items
+from meshops.preconditions import gitops_refusal
 from meshops.process import StepFailed, Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '
            'and (archive only) every config map and secret of istio-system and asm-system; reads it back, verifies counts and sha256, '
            'and records it in the migration record. A resumed run reuses the recorded backup.')
-STOPS = ("ISTIOD with EnvoyFilter, WasmPlugin or IstioOperator objects (unless acceptTrafficDirector); a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
+STOPS = ("Istio objects or injection-labelled namespaces a GitOps tool manages (pause sync first); ISTIOD with EnvoyFilter, WasmPlugin or IstioOperator objects (unless acceptTrafficDirector); a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
          "a backup that does not verify; a migration record that is not this run's; a cluster already changed by a run without a backup")
 NEEDS_DECISION = True
 NEEDS_BACKUP = False
@@ -93,6 +94,9 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         backup = collect(runner, kube, inp.ctx.cluster, decision.from_channel, decision.to_channel, decision.run_id,
                          decision.from_revision)
         refuse_an_implementation_switch(inp, backup)
+        gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")))
+        if gitops:
+            raise StepFailed(f"cluster {inp.ctx.cluster}: {gitops}")
         ref = store.write(backup)
         current = record.advance(runner, kube, current, "backed-up", backup=ref)
         store.write_record(current)
