@@ -71,18 +71,14 @@ def provider_bin() -> Path:
 def missing_binaries() -> list[str]:
     """What the real-engine run lacks, as readable lines (empty: ready)."""
     missing = []
-    try:
-        cli = pulumi_bin() / "pulumi"
-        if not os.access(cli, os.X_OK):
-            missing.append(f"{cli} (build it: bash testbed/build_pulumi.sh)")
-    except (OSError, subprocess.CalledProcessError) as error:
-        missing.append(f"pulumi CLI ({error})")
-    try:
-        provider = provider_bin() / "pulumi-resource-command"
-        if not os.access(provider, os.X_OK):
-            missing.append(f"{provider} (build it: bash testbed/build_command_provider.sh)")
-    except (OSError, subprocess.CalledProcessError) as error:
-        missing.append(f"stand-in pulumi-resource-command ({error})")
+    for binary, folder, script in (("pulumi", pulumi_bin, "build_pulumi.sh"),
+                                   ("pulumi-resource-command", provider_bin, "build_command_provider.sh")):
+        try:
+            path = folder() / binary
+            if not os.access(path, os.X_OK):
+                missing.append(f"{path} (build it: bash testbed/{script})")
+        except (OSError, subprocess.CalledProcessError) as error:
+            missing.append(f"{binary} ({error})")
     return missing
 
 
