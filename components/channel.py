@@ -25,7 +25,7 @@ def channel_spec(ctx: StepContext, in_chain: bool) -> StepSpec:
     """Unlike the chain's steps this one is meant to run on an update: a new target channel
     is an input change, and its `update` is the step itself, which reads the channel first
     and changes it only when it differs. In a migration chain it is also replaced (run
-    again) by every new or resumed run (preflight's run id in its triggers), so a channel
+    again) by every preflight run (its attempt id in the triggers), so a channel
     changed by hand is put back."""
     return StepSpec(step="release-channel", create=command_line("release-channel"), update=command_line("release-channel"),
                     delete=None, environment=environment_for("release-channel", ctx, Options()),

@@ -14,13 +14,15 @@ SDK's `replace_on_changes=["triggers[*]"]` in pulumi_command/local/command.py):
   inputs it was stored with.
 
 So every step's `triggers` are the target channel, `gke-mesh:migration.rerun` and — for
-every step after preflight — the run id preflight decided on (from its stdout in state),
+every step after preflight — the attempt id preflight draws each time it runs (from its
+stdout in state),
 and every step's `update` is `python3 -m meshops keep <step>`, which reprints the step's
 last result and runs nothing: an option edit, an SDK upgrade or a changed input never
-re-runs a destructive step. The run id makes every step of a new or resumed run run
-again even when the channel in its triggers happens to match an older run's (a change
-that stopped half-way, then a revert: the steps it never reached still hold the older
-run's triggers, and would otherwise keep that run's results, `verified: true` included). Steps after preflight get its decision, and steps after the backup get
+re-runs a destructive step. The attempt makes every step run again whenever preflight
+ran, even when the channel in its triggers matches an older attempt's (a change that
+stopped half-way, then a revert, then the change again: steps would otherwise keep an
+older attempt's results, `verified: true` included). Not the run id: a resumed run keeps
+its run id across attempts. Steps after preflight get its decision, and steps after the backup get
 the backup reference, from earlier steps' stdout in state (`inputs_from_state`). No step
 has a `delete`; the cluster's guard (never replaced: no triggers) has one that refuses to
 let the cluster go while its migration is in flight.
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from meshops.context import BACKUP_KEY, DECISION_KEY, PREFIX, Options, StepContext, command_line, run_id_of
+from meshops.context import BACKUP_KEY, DECISION_KEY, PREFIX, Options, StepContext, command_line, attempt_of
 from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL, GUARD, STEPS, backup_source, environment_for
 from meshops.steps import guard as guard_step
 
@@ -54,7 +56,7 @@ class StepSpec:
     """Environment key -> the step whose stdout (in state) fills it."""
     triggers: tuple[str, ...] = ()
     run_from: str | None = None
-    """The step whose stdout's run id is appended to `triggers` (preflight's)."""
+    """The step whose stdout's attempt id is appended to `triggers` (preflight's)."""
     cluster_data: bool = False
 
 
@@ -90,7 +92,7 @@ def register(name: str, spec: StepSpec, steps: dict[str, command.local.Command],
         environment[key] = steps[producer].stdout
     triggers: list[pulumi.Input[str]] = list(spec.triggers)
     if spec.run_from:
-        triggers.append(steps[spec.run_from].stdout.apply(run_id_of))
+        triggers.append(steps[spec.run_from].stdout.apply(attempt_of))
     # Steps whose output names cluster objects keep it out of the logs (progress lines
     # on stderr are summaries) and store it encrypted in state.
     return command.local.Command(

@@ -124,6 +124,9 @@ class Decision:
     """The recorded backup reference (location, manifest_sha256) when resuming after it was taken."""
     project_number: str = ""
     """The cluster project's number, resolved once: membership links are matched exactly."""
+    attempt: str = ""
+    """New each time preflight runs (a resumed run keeps its run id, not its attempt): in every
+    later step's triggers, so each preflight run makes every later step run again."""
 
     @property
     def migrate(self) -> bool:
@@ -151,10 +154,10 @@ class Decision:
                    membership=ctx.membership, implementation="<implementation>", run_id="<run-id>")
 
 
-def run_id_of(decision_json: str | None) -> str:
-    """The run id in preflight's stdout ("" when it is not a decision)."""
+def attempt_of(decision_json: str | None) -> str:
+    """The attempt in preflight's stdout ("" when it is not a decision)."""
     try:
-        return str(json.loads(decision_json or "").get("run_id", ""))
+        return str(json.loads(decision_json or "").get("attempt", ""))
     except (ValueError, AttributeError):
         return ""
 

@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from components.channel import channel_spec
 from components.migration import StepSpec, chain_steps, guard_spec, step_spec
-from meshops.context import Options, StepContext, run_id_of
+from meshops.context import Options, StepContext, attempt_of
 from meshops.execute import execute
 from meshops.process import StepFailed
 
@@ -114,7 +114,7 @@ class Chain:
         pending_deletes = self.pending_deletes
         for spec in program:
             env = {**spec.environment, **{k: self.state[p].stdout for k, p in spec.inputs_from_state.items()}}
-            triggers = (*spec.triggers, *([run_id_of(self.state[spec.run_from].stdout)] if spec.run_from else []))
+            triggers = (*spec.triggers, *([attempt_of(self.state[spec.run_from].stdout)] if spec.run_from else []))
             spec = replace(spec, triggers=triggers, run_from=None)
             stored = self.state.get(spec.step)
             if stored is None:

@@ -96,7 +96,7 @@ def test_release_channel_is_declared_with_the_target_in_its_inputs():
     assert env_changed == {"GKE_MESH_CHANNEL"}
     assert after.inputs["create"] == "python3 -m meshops release-channel"
     assert "delete" not in after.inputs, "destroying the stack must not touch the cluster"
-    assert after.inputs["triggers"] == ["<unknown>"], "in a chain: preflight's run id (known once it ran), so every run re-checks it"
+    assert after.inputs["triggers"] == ["<unknown>"], "in a chain: preflight's attempt id (known once it ran), so every preflight run re-checks it"
     plain = graph(minimal_config(**{"gke-mesh:migration": {"enabled": False}})).named("dev-cluster-1-release-channel")
     assert not plain.inputs.get("triggers"), "without a chain a channel change is an in-place update, not a replacement"
 

@@ -39,7 +39,7 @@ def test_every_chain_step_reruns_only_on_a_channel_change_and_never_deletes():
             assert inputs["update"] == inputs["create"], "the channel change itself is an update of this resource"
         else:
             assert inputs["update"] == f"python3 -m meshops keep {name}", "an option edit reprints the result, runs nothing"
-            run_id = [] if name == "preflight" else ["<unknown>"]  # preflight's run id, from its stdout
+            run_id = [] if name == "preflight" else ["<unknown>"]  # preflight's attempt id, from its stdout
             assert inputs["triggers"] == ["regular", *run_id], name
 
 

@@ -156,3 +156,63 @@ def test_a_record_removed_by_hand_after_the_purge_never_leads_to_an_empty_backup
     chain.rerun = "after-cleanup"
     assert "mesh management is MANUAL and there is no migration record" in attempt(chain)
     assert sorted(world.gcs_root.rglob("manifest.json")) == manifests, "no new backup of the purged cluster"
+
+
+# ---------------------------------------------------------------------------- second pass
+def test_forward_revert_forward_runs_every_step_again(fleet):
+    """Used to: going stable -> (revert) regular -> stable again, the steps the first stable
+    attempt had run kept its results (same channel, same run id in their triggers), so
+    reinject ran on a purged cluster and verify failed for ever."""
+    world, cluster, chain = fleet
+    chain.up()
+    before = mesh_view(cluster)
+    chain.ctx = context(channel="stable")
+    world.fail(lambda argv: argv[0] == "kubectl" and argv[2:4] == ["rollout", "status"], "rollout stuck")
+    assert "rollout stuck" in attempt(chain)
+    chain.ctx = context(channel="regular")
+    world.fail(lambda argv: argv[:4] == ["gcloud", "container", "clusters", "update"], "quota")
+    assert "quota" in attempt(chain)
+    chain.ctx = context(channel="stable")
+    results = chain.up()
+    assert results["verify"]["verified"] is True and cluster.channel == "stable"
+    assert mesh_view(cluster) == before
+
+
+def test_two_preflights_in_one_second_never_share_results(fleet):
+    """Used to: the run id was the clock's second; a skip and a new run in the same second
+    shared it, and a stopped change reverted in that second exported verified: true with
+    PeerAuthentications left PERMISSIVE (the fake's clock does not move here)."""
+    world, cluster, chain = fleet
+    before = mesh_view(cluster)
+    chain.ctx = context(channel="rapid")
+    assert chain.up()["preflight"]["action"] == "skip"
+    chain.ctx = context(channel="regular")
+    assert attempt(chain, stop_after="relax-security") == "relax-security"
+    chain.ctx = context(channel="rapid")
+    results = chain.up()
+    assert results["verify"]["verified"] is True
+    assert mesh_view(cluster) == before and record_of(cluster) is None
+
+
+def test_a_resumed_run_retargeted_to_a_channel_gke_would_refuse_stops_before_the_teardown(fleet):
+    world, cluster, chain = fleet
+    world.channel_versions["stable"] = ["1.30.1-gke.1"]
+    assert attempt(chain, stop_after="relax-security") == "relax-security"
+    chain.ctx = context(channel="stable")
+    calls = len(world.calls)
+    assert "not one of the stable channel's versions" in attempt(chain)
+    assert not [c for c in world.calls[calls:] if c[0] == "kubectl" and c[2] in ("delete", "label", "rollout")]
+
+
+def test_with_purge_crds_false_an_edit_after_the_purge_is_kept(tmp_path):
+    """Used to: the objects stayed served through the purge; restore overwrote a teammate's
+    edit made before the retry, and verify said verified."""
+    world = FakeWorld(gcs_root=tmp_path / "gcs")
+    cluster = seed_field_report(world)
+    chain = Chain(world, context(), Options(stack="dev", backup_uri="gs://b/m", purge_crds=False))
+    world.fail(lambda argv: argv[:4] == ["gcloud", "container", "clusters", "update"], "quota")
+    assert "quota" in attempt(chain)
+    edited = cluster.objects[(VS, "katayan", "katayan-virtualservice")]
+    edited["spec"]["hosts"] = ["edited.example"]
+    assert chain.up()["verify"]["verified"] is True
+    assert cluster.objects[(VS, "katayan", "katayan-virtualservice")]["spec"]["hosts"] == ["edited.example"]

@@ -95,6 +95,10 @@ def refuse_unsettled_mesh(ctx: StepContext, state) -> None:
                          "from an ACTIVE mesh: wait for it, or fix what `gcloud container fleet mesh describe` reports")
 
 
+def _nonce(tools: Tools) -> str:
+    return f"{int(tools.random() * 16 ** 8):08x}"
+
+
 def refuse_unmovable(ctx: StepContext, runner, described: dict, target: str) -> None:
     """The cluster's kind, identity and versions, and GKE's running operations: everything
     that would stop the channel change or the re-provisioning after the teardown."""
@@ -139,11 +143,15 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         mesh_channel = channel_of_revision(from_revision) or "none"
         target = ctx.channel
         aligned = cluster_channel == target and mesh_channel == target and state.control_plane_state == "ACTIVE" and len(managed) <= 1
-        run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(tools.wall()))
+        # Unique whatever the clock says: a run id names a backup folder, and two runs must never share one.
+        run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(tools.wall()))}-{_nonce(tools)}"
         common = dict(to_channel=target, to_revision=revision_of(target), implementation=state.implementation,
-                      control_plane_state=state.control_plane_state, stack=stack, project_number=number)
+                      control_plane_state=state.control_plane_state, stack=stack, project_number=number,
+                      attempt=_nonce(tools))
         if existing and not (aligned and not existing.touched):
             refuse_user_workloads(inp, runner, kube)
+            if cluster_channel != target:  # the channel change is still to come: GKE must accept it
+                refuse_unmovable(ctx, runner, described, target)
             resumed = record.advance(runner, kube, existing, existing.phase, to_channel=target)
             decision = Decision(action="migrate", reason=f"resuming {existing.describe()}; target now {target}",
                                 from_channel=existing.from_channel, from_revision=existing.from_revision,

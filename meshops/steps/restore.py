@@ -13,6 +13,7 @@ from typing import Any
 from meshops import gcloud, record
 from meshops.backup_store import Backup, planned_reads, read_backup
 from meshops.context import StepInput
+from meshops.drift import supplement_if_drifted
 from meshops.inventory import crds, live_objects
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.objects import ARCHIVE_ONLY_GROUPS, digest, istio_kinds
@@ -111,6 +112,9 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     with cluster_access(inp.ctx, runner) as kube:
         current = this_run(runner, kube, inp, ref)
         current = record.advance(runner, kube, current, "restored")  # before any change: the record never under-states
+        # With purgeCrds false the Istio objects stayed served through the purge: a teammate's
+        # edit since is taken into a supplement before the apply would overwrite it.
+        current, ref = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
         backup = read_backup(ref, runner)
         summary = apply_backup(runner, kube, backup, ref.location, inp.ctx.cluster, decision.from_revision, decision.to_revision)
         record.advance(runner, kube, current, current.phase, restore_verified=True)
