@@ -122,7 +122,7 @@ def program_for(version: dict[str, Any]):
         # resources before it: chain, channel after chain.last_before_channel, the rest.
         chain = MigrationChain(f"{ctx.cluster}-migration", ctx, options, version.get("reregister", True),
                                version.get("rerun", ""), depends_on=[])
-        channel = ReleaseChannel(f"{ctx.cluster}-channel", ctx, [chain.last_before_channel])
+        channel = ReleaseChannel(f"{ctx.cluster}-channel", ctx, [chain.last_before_channel], chain.steps)
         chain.continue_after(channel.command, [])
 
     return program

@@ -79,7 +79,13 @@ def respond(words: list[str], env: Mapping[str, str], log: str | None = None, fa
         return json.dumps({"cluster": env.get("GKE_MESH_CLUSTER", ""), "released": True}, sort_keys=True)
     inputs = {k: v for k, v in env.items() if k.startswith("GKE_MESH_")}
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
-    return json.dumps({"step": resource, "channel": env.get("GKE_MESH_CHANNEL", ""), "inputs": digest}, sort_keys=True)
+    result = {"step": resource, "channel": env.get("GKE_MESH_CHANNEL", ""), "inputs": digest}
+    if words[0] == "preflight" and log:
+        # Like the real preflight, a new attempt id each time it runs (here: how many commands
+        # ran before it, the same on both sides), which every later step has in its triggers.
+        with open(log) as lines:
+            result["attempt"] = str(sum(1 for _ in lines))
+    return json.dumps(result, sort_keys=True)
 
 
 def main(argv: list[str]) -> int:
