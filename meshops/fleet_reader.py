@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -50,15 +51,21 @@ class FileCache:
 
     @classmethod
     def private(cls) -> "FileCache | MemoryCache":
-        """The per-user cache folder, or a memory cache when it cannot be trusted."""
-        folder = Path(tempfile.gettempdir()) / f"gke-mesh-{os.getuid()}"
+        """The per-user cache folder ($XDG_RUNTIME_DIR/gke-mesh, else ~/.cache/gke-mesh), or a
+        memory cache when it cannot be trusted: it must be a real directory (a symlink is
+        refused: `lstat`, not `stat`), owned by this user, and private to it."""
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        base = Path(runtime) if runtime.startswith("/") else Path.home() / ".cache"
+        folder = base / "gke-mesh"
         try:
-            folder.mkdir(mode=0o700, exist_ok=True)
-            info = folder.stat()
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not folder.is_symlink():
+                folder.mkdir(mode=0o700, exist_ok=True)
+            info = os.lstat(folder)
         except OSError:
             return MemoryCache()
-        if info.st_uid != os.getuid() or info.st_mode & 0o077:
-            return MemoryCache()  # someone else's or a shared folder: never read it
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return MemoryCache()  # a link, someone else's or a shared folder: never read it
         return cls(folder)
 
     def _path(self, project: str, suffix: str) -> Path:
@@ -98,13 +105,15 @@ class FleetReader:
         entry = self.cache.get(fleet_project)
         return 0.0 if entry is None else max(0.0, entry[0] + self.min_age - self.clock())
 
-    def describe(self, fleet_project: str) -> Any:
+    def describe(self, fleet_project: str, fresh: bool = False) -> Any:
+        """The shared answer while it is younger than `min_age`; `fresh`: ask the fleet now
+        (and share that answer)."""
         entry = self.cache.get(fleet_project)
-        if entry and 0 <= self.clock() - entry[0] < self.min_age:
+        if entry and not fresh and 0 <= self.clock() - entry[0] < self.min_age:
             return entry[1]
         with self.cache.lock(fleet_project):
             entry = self.cache.get(fleet_project)  # another poller may have just fetched it
-            if entry and 0 <= self.clock() - entry[0] < self.min_age:
+            if entry and not fresh and 0 <= self.clock() - entry[0] < self.min_age:
                 return entry[1]
             data = run_json(self.runner, gcloud.describe_mesh(fleet_project))
             self.fetches += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -50,13 +51,23 @@ def cause_of(stderr_line: str) -> str:
     return ""
 
 
+def environment_for(argv: Sequence[str]) -> dict[str, str] | None:
+    """kubectl also gets its private kubeconfig as KUBECONFIG: gke-gcloud-auth-plugin keeps
+    its token cache beside the kubeconfig KUBECONFIG names (else beside ~/.kube/config,
+    shared with the user's other identities), and `--kubeconfig` alone does not tell it."""
+    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--kubeconfig=")), None)
+    if argv[0] != "kubectl" or path is None:
+        return None
+    return {**os.environ, "KUBECONFIG": path}
+
+
 def run(argv: Sequence[str], input: str | None = None, timeout: int = DEFAULT_TIMEOUT) -> str:
     """Run `argv` (never through a shell), `input` on its stdin, and return stdout."""
     if shutil.which(argv[0]) is None:
         raise StepFailed(f"{argv[0]} is not on PATH; {_INSTALL_HINTS.get(argv[0], 'install it')}")
     try:
         done = subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+                              stdin=None if input is not None else subprocess.DEVNULL, env=environment_for(argv))
     except subprocess.TimeoutExpired:
         raise StepFailed(f"`{shown(argv)}` did not finish within {timeout}s; check network access to Google Cloud and the cluster") from None
     if done.returncode != 0:

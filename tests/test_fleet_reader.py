@@ -43,10 +43,8 @@ def test_file_cache_is_shared_between_processes(tmp_path):
 
 
 def test_a_cache_folder_others_can_write_is_never_used(tmp_path, monkeypatch):
-    import tempfile
-
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
-    folder = tmp_path / f"gke-mesh-{os.getuid()}"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    folder = tmp_path / "gke-mesh"
     folder.mkdir(mode=0o777)
     folder.chmod(0o777)
     assert isinstance(FileCache.private(), MemoryCache)
@@ -65,3 +63,45 @@ def test_many_clusters_of_one_project_share_the_describes():
     assert many["max_delay"] <= 30 and one["max_delay"] <= 30
     stalled = simulate(5, 600.0, connectgateway=False)
     assert all(polls == 1 for _, polls, _ in stalled["failed"].values()), "STALLED reported on the first poll"
+
+
+def test_a_failure_is_never_taken_from_the_shared_cache(tmp_path, monkeypatch):
+    """Issue "Delivery you can trust" item 10: the failed run cached STALLED; the operator
+    enables connectgateway and re-runs at once; wait-ready must ask the fleet again before
+    failing, not diagnose the cached answer."""
+    from meshops.fleet_reader import MemoryCache
+    from meshops.context import Options
+    from tests.chain_driver import Chain, context
+    from tests.fake_world import FakeWorld, seed_field_report
+
+    monkeypatch.chdir(tmp_path)
+    world = FakeWorld()
+    seed_field_report(world)
+    shared = MemoryCache()
+    world.tools = (lambda original: (lambda cache=None: original(cache=shared)))(world.tools)  # one runner's file cache
+    chain = Chain(world, context(), Options(stack="dev"))
+    world.enabled_apis.discard("connectgateway.googleapis.com")
+    try:
+        chain.up()
+    except Exception as error:  # noqa: BLE001 - the STALLED failure
+        assert "REVISION_STALLED" in str(error)
+    world.enabled_apis.add("connectgateway.googleapis.com")  # the fix; the cached answer still says STALLED
+    assert chain.up()["verify"]["verified"] is True
+
+
+def test_the_cache_folder_is_never_a_link(tmp_path, monkeypatch):
+    """Issue "Delivery you can trust" item 11: a planted symlink where the cache folder goes
+    (and a folder others can read) are refused; a memory cache is used instead."""
+    from meshops.fleet_reader import FileCache, MemoryCache
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir(mode=0o700)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    (tmp_path / "run" / "gke-mesh").symlink_to(tmp_path / "elsewhere")
+    assert isinstance(FileCache.private(), MemoryCache)
+    (tmp_path / "run" / "gke-mesh").unlink()
+    (tmp_path / "run" / "gke-mesh").mkdir(mode=0o755)
+    assert isinstance(FileCache.private(), MemoryCache), "readable by others"
+    (tmp_path / "run" / "gke-mesh").chmod(0o700)
+    private = FileCache.private()
+    assert isinstance(private, FileCache) and private.folder == tmp_path / "run" / "gke-mesh"

@@ -106,3 +106,16 @@ def test_steps_need_nothing_beyond_the_standard_library():
     assert done.stdout.strip() == "13"
     assert "pulumi" not in subprocess.run([sys.executable, "-S", "-c", code + "; print(sorted(m for m in sys.modules if m.startswith(('pulumi', 'yaml', 'ruamel'))))",
                                            str(ROOT)], capture_output=True, text=True, timeout=60).stdout
+
+
+def test_kubectl_gets_its_private_kubeconfig_as_kubeconfig_too(tmp_path, monkeypatch):
+    """Issue "Delivery you can trust" item 12: the auth plugin's token cache follows
+    KUBECONFIG, not --kubeconfig; a step's kubectl must not share ~/.kube's cache."""
+    from meshops.process import run
+
+    fake = tmp_path / "kubectl"
+    fake.write_text('#!/bin/sh\necho "$KUBECONFIG"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("KUBECONFIG", "/home/someone/.kube/config")
+    assert run(["kubectl", "--kubeconfig=/tmp/gke-mesh-x/kubeconfig", "get", "pods"]).strip() == "/tmp/gke-mesh-x/kubeconfig"

@@ -77,7 +77,15 @@ class Waiter:
         state = mesh_state(self.tools.describe_mesh(ctx.fleet_project), ctx.membership_location, self.inp.decision.membership)
         elapsed = self.tools.now() - self.start
         self.tools.log(f"[{ctx.cluster}] wait-ready: poll {self.polls} at {elapsed:.0f}s: {state.summary()}")
-        if check(state, self.inp, self.tools):
+        try:
+            ready = check(state, self.inp, self.tools)
+        except StepFailed:
+            # Never fail on a shared answer: it may predate the fix the operator just applied
+            # (a STALLED answer cached by the failed run, read by the immediate re-run).
+            state = mesh_state(self.tools.fleet_reader().describe(ctx.fleet_project, fresh=True), ctx.membership_location,
+                               self.inp.decision.membership)
+            ready = check(state, self.inp, self.tools)
+        if ready:
             return {"cluster": ctx.cluster, "revision": state.ready_revision(), "implementation": state.implementation,
                     "polls": self.polls, "seconds": round(elapsed)}
         # Backoff (5 s growing to 30 s), but never past the moment the shared fleet answer
