@@ -23,7 +23,6 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from meshops import gcloud
 from meshops.objects import canonical, digest, sanitize

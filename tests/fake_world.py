@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable

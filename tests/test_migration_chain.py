@@ -11,7 +11,7 @@ import pytest
 from meshops.context import Decision, Options, StepInput
 from meshops.objects import digest
 from meshops.process import StepFailed
-from meshops.steps import STEPS, purge, wait_ready
+from meshops.steps import STEPS, wait_ready
 from tests.chain_driver import ORDER, Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 
