@@ -79,15 +79,16 @@ def compare_applies(current: MigrationRecord) -> bool:
 
 
 def supplement_if_drifted(inp: StepInput, tools: Tools, kube: Kube, current: MigrationRecord,
-                          backup: Backup) -> tuple[MigrationRecord, BackupRef]:
+                          backup: Backup) -> tuple[MigrationRecord, BackupRef, Backup]:
     """Compare the live Istio objects with this run's backup; when they differ, write a
-    supplementary backup of the same run, record it, and return the record and its reference."""
+    supplementary backup of the same run and record it. Returns the record, the reference
+    and the backup every later step uses (the supplement, read back and verified, or `backup`)."""
     ref = current.backup
     live = live_objects(tools.runner, kube, istio_kinds(crds(tools.runner, kube)))
     supplement, differ = drifted(backup, live, set(current.removed_policies),
                                  deletions_are_intent=not current.reached("purging") or current.restore_verified)
     if supplement is None:
-        return current, ref
+        return current, ref, backup
     main = current.earlier_backups[0].location if current.earlier_backups else ref.location
     location = f"{main}/supplement-{len(current.earlier_backups) + 1}"
     new_ref = BackupStore(location, tools.runner).write(supplement)
@@ -96,4 +97,4 @@ def supplement_if_drifted(inp: StepInput, tools: Tools, kube: Kube, current: Mig
     BackupStore(main, tools.runner).write_record(current)
     tools.log(f"[{inp.ctx.cluster}] {differ} Istio objects changed since the backup; "
               f"a supplementary backup of this run holds them at {location}")
-    return current, new_ref
+    return current, new_ref, supplement

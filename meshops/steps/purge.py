@@ -160,7 +160,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                              f"{len(workloads)} workloads that are not in the backup (added since preflight); "
                              "move them to another namespace first")
         if compare_applies(current):
-            current, ref = supplement_if_drifted(inp, tools, kube, current, backup)
+            current, ref, backup = supplement_if_drifted(inp, tools, kube, current, backup)
         # Before the first deletion; a second purge (a resumed run after restore) makes the
         # restored objects ours to delete again, so restore must verify them anew.
         current = record.advance(tools.runner, kube, current, "purging", restore_verified=False)

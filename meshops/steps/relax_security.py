@@ -50,7 +50,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         current = this_run(tools.runner, kube, inp, ref)
         backup = read_backup(current.backup, tools.runner)  # nothing changes without a verified backup
         if compare_applies(current):  # every try: a teammate may have edited since the last one
-            current, ref = supplement_if_drifted(inp, tools, kube, current, backup)
+            current, ref, backup = supplement_if_drifted(inp, tools, kube, current, backup)
         current = record.advance(tools.runner, kube, current, "relaxed")  # before any change: the record never under-states
         served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
         if opts.relax_security and PEER_AUTHENTICATION in served:

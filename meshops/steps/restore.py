@@ -114,8 +114,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         current = record.advance(runner, kube, current, "restored")  # before any change: the record never under-states
         # With purgeCrds false the Istio objects stayed served through the purge: a teammate's
         # edit since is taken into a supplement before the apply would overwrite it.
-        current, ref = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
-        backup = read_backup(ref, runner)
+        current, ref, backup = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
         summary = apply_backup(runner, kube, backup, ref.location, inp.ctx.cluster, decision.from_revision, decision.to_revision)
         record.advance(runner, kube, current, current.phase, restore_verified=True)
     tools.log(f"[{inp.ctx.cluster}] restore: {summary['restored']} objects re-applied and verified by digest; "

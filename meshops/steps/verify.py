@@ -21,7 +21,6 @@ from meshops.drift import supplement_if_drifted
 from meshops.inventory import SIDECAR, crds, has_sidecar, live_objects
 from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
 from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
-from meshops.record import BackupRef
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.release_channel import current_channel
 from meshops.steps.common import RECORD_READ, backup_ref, this_run
@@ -107,27 +106,17 @@ def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], e
 
 
 def _compare_with_backup(inp: StepInput, tools: Tools, kube: Kube, pods: list[dict], expected: str,
-                         tags: dict[str, str], running: set[str]) -> tuple[list[str], Any]:
+                         tags: dict[str, str], running: set[str]) -> tuple[list[str], Any, Backup | None]:
     runner, ref = tools.runner, backup_ref(inp)
     current = this_run(runner, kube, inp, ref)
     if not current.restore_verified:
-        return [f"restore has not put the backup back and verified it (record phase {current.phase})"], current
+        return [f"restore has not put the backup back and verified it (record phase {current.phase})"], current, None
     # Restore checked every object by digest; what differs now was changed after it (a
     # teammate's edit while the run stood failed): kept in a supplementary backup, so
     # the backup this verify compares with is what the cluster is meant to hold.
-    current, ref = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
-    backup = read_backup(ref, runner)
+    current, ref, backup = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
     live = live_objects(runner, kube, istio_kinds(crds(runner, kube)))
-    return differences(backup, live, pods, expected, tags, running), current
-
-
-def ignored_kinds_in(inp: StepInput, tools: Tools) -> list[str]:
-    """Backed-up kinds the TRAFFIC_DIRECTOR implementation ignores."""
-    found = (inp.backup_from or {}).get("backup")
-    if not inp.decision.migrate or not found:
-        return []
-    backup = read_backup(BackupRef.from_dict(found), tools.runner)
-    return sorted(r for r in IGNORED_BY_TRAFFIC_DIRECTOR if backup.objects.get(r))
+    return differences(backup, live, pods, expected, tags, running), current, backup
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -139,7 +128,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         pods = [p for p in all_pods if has_sidecar(p)]
         running = {p["metadata"].get("namespace", "") for p in all_pods}
         tags = revision_tags(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
-        problems, current = _compare_with_backup(inp, tools, kube, pods, expected, tags, running) if migrating else ([], None)
+        problems, current, backup = (_compare_with_backup(inp, tools, kube, pods, expected, tags, running) if migrating
+                                     else ([], None, None))
+        # Backed-up kinds the TRAFFIC_DIRECTOR implementation ignores.
+        ignored = sorted(r for r in IGNORED_BY_TRAFFIC_DIRECTOR if backup and backup.objects.get(r))
         images = Counter(proxy_image(p) for p in pods)
         stale = [p for p in pods if tags.get(pod_revision(p), pod_revision(p)) != expected]
         start = tools.now()
@@ -153,9 +145,9 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         if state.data_plane_state == "DISABLED" and not pods:
             warnings.append("data plane DISABLED: no injected pod yet (normal right after provisioning; it turns ACTIVE once injected workloads run)")
         switched = inp.decision.implementation not in ("UNKNOWN", state.implementation)
-        if switched and ignored_kinds_in(inp, tools):
+        if switched and ignored:
             problems.append(f"implementation switched from {inp.decision.implementation} to {state.implementation}, which ignores "
-                            f"{', '.join(ignored_kinds_in(inp, tools))} the cluster holds")
+                            f"{', '.join(ignored)} the cluster holds")
         elif switched:
             warnings.append(f"implementation changed from {inp.decision.implementation} to {state.implementation}")
         cluster_channel = current_channel(run_json(tools.runner, gcloud.describe_cluster(ctx)))
