@@ -17,27 +17,20 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MODULE="$HERE/command-provider"
 FILES=(go.mod go.sum main.go)
 
+# shellcheck source=testbed/lib.sh
+source "$HERE/lib.sh"
 HASH=$(cd "$MODULE" && cat "${FILES[@]}" | sha256sum | cut -c1-16)
-CACHE_ROOT="${GKE_MESH_TESTBED_CACHE:-$HOME/.cache/gke-mesh-testbed}"
-OUT="$CACHE_ROOT/command-standin-$HASH"
+OUT="$TESTBED_CACHE_ROOT/command-standin-$HASH"
 BIN="$OUT/bin"
-
-if [[ "${1:-}" == "--print-bin" ]]; then
-  echo "$BIN"
-  exit 0
-fi
-
-START=$(date +%s)
-log() { echo "[build_command_provider +$(( $(date +%s) - START ))s] $*"; }
+testbed_begin build_command_provider "$BIN" "$@"
 
 if [[ -x "$BIN/pulumi-resource-command" ]]; then
   log "already built: $BIN/pulumi-resource-command (module hash $HASH; skip)"
-  log "total elapsed: $(( $(date +%s) - START ))s"
+  log "total elapsed: $(( $(date +%s) - TESTBED_START ))s"
   exit 0
 fi
 
-command -v go >/dev/null || { echo "build_command_provider: go not found on PATH" >&2; exit 1; }
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+need_go
 export GOFLAGS="-mod=readonly -buildvcs=false"
 export CGO_ENABLED="${CGO_ENABLED:-0}"
 
@@ -52,4 +45,4 @@ log "building pulumi-resource-command (stand-in, reports command 1.2.1; a few mi
 (cd "$WORK" && go build -trimpath -o "$BIN/pulumi-resource-command.tmp" .)
 mv "$BIN/pulumi-resource-command.tmp" "$BIN/pulumi-resource-command"
 log "built $BIN/pulumi-resource-command"
-log "total elapsed: $(( $(date +%s) - START ))s"
+log "total elapsed: $(( $(date +%s) - TESTBED_START ))s"

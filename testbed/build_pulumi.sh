@@ -36,20 +36,12 @@ COMMAND_MODULE=github.com/pulumi/pulumi-command/provider
 COMMAND_MODULE_VERSION=v0.0.0-20260303235922-7f3eb6f3b77c
 # -------------------------------------------------------------------------------------
 
-CACHE_ROOT="${GKE_MESH_TESTBED_CACHE:-$HOME/.cache/gke-mesh-testbed}"
-OUT="$CACHE_ROOT/pulumi-${PULUMI_CLI_VERSION}-command-${COMMAND_VERSION}"
+# shellcheck source=testbed/lib.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+OUT="$TESTBED_CACHE_ROOT/pulumi-${PULUMI_CLI_VERSION}-command-${COMMAND_VERSION}"
 BIN="$OUT/bin"
-
-if [[ "${1:-}" == "--print-bin" ]]; then
-  echo "$BIN"
-  exit 0
-fi
-
-START=$(date +%s)
-log() { echo "[build_pulumi +$(( $(date +%s) - START ))s] $*"; }
-
-command -v go >/dev/null || { echo "build_pulumi: go not found on PATH" >&2; exit 1; }
-export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+testbed_begin build_pulumi "$BIN" "$@"
+need_go
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED="${CGO_ENABLED:-0}"
 
@@ -151,7 +143,7 @@ fi
 
 log "bin: $BIN"
 ls -l "$BIN"
-log "total elapsed: $(( $(date +%s) - START ))s"
+log "total elapsed: $(( $(date +%s) - TESTBED_START ))s"
 if (( ${#MISSING[@]} )); then
   echo "build_pulumi: built the CLI; could not get from the Go module proxy: ${MISSING[*]}" >&2
   exit 3
