@@ -59,7 +59,10 @@ def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str]
             merged[key], differ = candidate, differ + 1
     for key, obj in kept.items():
         if key not in now:
-            if not deletions_are_intent or f"{key[1]}/{key[2]}" in removed_by_us and key[0] == AUTHORIZATION_POLICY:
+            # A kind not served now (an archive-only kind whose CRD the purge removed) says
+            # nothing about its objects: they stay as backed up.
+            if key[0] not in live or not deletions_are_intent or \
+                    f"{key[1]}/{key[2]}" in removed_by_us and key[0] == AUTHORIZATION_POLICY:
                 merged[key] = obj
             else:
                 differ += 1

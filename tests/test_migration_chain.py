@@ -410,6 +410,8 @@ def test_operator_objects_with_finalizers_do_not_hang_the_crd_deletion():
     assert results["verify"]["verified"] is True
     assert results["restore"]["archived_kinds"] == ["istiooperators.install.istio.io"], "kept in the backup, not re-applied"
     assert ("customresourcedefinitions", "", "istiooperators.install.istio.io") not in cluster.objects
+    assert not [line for line in world.log if "changed since the backup" in line], \
+        "an archived kind that is no longer served is not a teammate's deletion"
 
 
 def test_the_cni_is_deleted_in_the_foreground():
