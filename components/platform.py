@@ -123,20 +123,24 @@ class MeshPlatform(pulumi.ComponentResource):
         feature = MeshFeature("mesh-feature", settings.project, adopt=settings.mesh_feature == "adopt",
                               depends_on=fleet.only("gkehub.googleapis.com", "mesh.googleapis.com"), opts=child)
         self.clusters = {}
-        for index, c in enumerate(settings.clusters):
-            self.clusters[c.name] = ClusterMesh(c, settings, fleet, services[c.project], feature,
-                                                self._batch_gate(settings, index), opts=child)
+        chains: list[MigrationChain] = []
+        for c in settings.clusters:
+            mesh = ClusterMesh(c, settings, fleet, services[c.project], feature,
+                               batch_gate(chains, settings.migration.max_parallel), opts=child)
+            self.clusters[c.name] = mesh
+            if mesh.chain:
+                chains.append(mesh.chain)
         self.register_outputs({"clusters": self.cluster_outputs()})
-
-    def _batch_gate(self, settings: Settings, index: int) -> list[pulumi.Resource]:
-        """With `maxParallel` m, cluster i's migration starts after cluster i-m's has verified:
-        at most m chains run at once. The only edge between two clusters' chains."""
-        m = settings.migration.max_parallel
-        if not m or index < m:
-            return []
-        earlier = self.clusters[settings.clusters[index - m].name].chain
-        return [earlier.steps["verify"]] if earlier else []
 
     def cluster_outputs(self) -> pulumi.Output[dict]:
         """The `clusters` stack output: cluster name -> what is known of it."""
         return pulumi.Output.all(**{name: mesh.outputs for name, mesh in self.clusters.items()})
+
+
+def batch_gate(earlier_chains: list[MigrationChain], max_parallel: int) -> list[pulumi.Resource]:
+    """With `maxParallel` m, a cluster's migration starts after the migration m places
+    before it (counting only clusters that migrate) has verified: at most m chains run at
+    once, one by default. The only edge between two clusters' chains."""
+    if len(earlier_chains) < max_parallel:
+        return []
+    return [earlier_chains[-max_parallel].steps["verify"]]

@@ -77,7 +77,8 @@ class Migration:
     reregister_membership: bool = True
     purge_crds: bool = True
     wait_timeout_seconds: int = 1800
-    max_parallel: int | None = None
+    max_parallel: int = 1
+    """At most this many clusters of the stack migrate at once (blast radius: one by default)."""
     allow_local_backup: bool = False
     """Accept a local backupUri on a CI runner (whose disk, and backup, go with the job)."""
     accept_traffic_director: bool = False

@@ -131,6 +131,7 @@ def test_adopt_mode_creates_no_cluster():
 
 def test_clusters_share_only_apis_and_feature():
     values = stack_values([p for p in STACK_FILES if p.name == "Pulumi.staging.yaml"][0])
+    values["gke-mesh:migration"] = {**values.get("gke-mesh:migration", {}), "maxParallel": 2}
     g = graph(values)
     tokyo = g.ancestors(g.named("staging-tokyo-mesh-management"))
     osaka = g.ancestors(g.named("staging-osaka-mesh-management"))

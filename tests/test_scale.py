@@ -18,7 +18,7 @@ def clusters(n: int, **extra) -> list[dict]:
 
 
 @lru_cache(maxsize=None)
-def fleet(n: int, max_parallel: int | None = None) -> Graph:
+def fleet(n: int, max_parallel: int | None = 1000) -> Graph:
     migration = {"maxParallel": max_parallel} if max_parallel else {}
     return Graph(run(minimal_config(**{"gke-mesh:clusters": clusters(n), "gke-mesh:migration": migration})))
 
@@ -46,6 +46,23 @@ def test_no_edge_between_two_clusters():
         if r.urn in owner:
             foreign = {owner[a] for a in g.ancestors(r) if a in owner} - {owner[r.urn]}
             assert not foreign, f"{r.name} waits for {foreign}"
+
+
+def test_by_default_clusters_migrate_one_at_a_time():
+    g = fleet(4, max_parallel=None)
+    for i in range(1, 4):
+        earlier = [g.by_urn[d].name for d in g.named(f"c{i}-preflight").dependencies if g.by_urn[d].name.endswith("-verify")]
+        assert earlier == [f"c{i - 1}-verify"]
+    assert longest_path(g) > longest_path(fleet(4))
+
+
+def test_a_cluster_that_does_not_migrate_does_not_open_a_second_slot():
+    g = Graph(run(minimal_config(**{"gke-mesh:clusters": [
+        {"name": "a", "location": "asia-northeast1"},
+        {"name": "b", "location": "asia-northeast1", "migration": {"enabled": False}},
+        {"name": "c", "location": "asia-northeast1"}]})))
+    earlier = [g.by_urn[d].name for d in g.named("c-preflight").dependencies if g.by_urn[d].name.endswith("-verify")]
+    assert earlier == ["a-verify"]
 
 
 def test_max_parallel_chains_batches_and_nothing_else():
