@@ -9,6 +9,8 @@ from components.settings import Cluster
 from meshops.fleet_state import registers
 
 MESH_FEATURE = "servicemesh"
+FLEET_OWNED_FEATURE_FIELDS = ("labels", "spec", "fleetDefaultMemberConfig")
+"""Fields of the fleet-wide Feature the program never sets, so never changes (ignore_changes)."""
 
 
 def feature_id(project: str) -> str:
@@ -25,6 +27,13 @@ class MeshFeature(pulumi.ComponentResource):
     It is shared by every cluster in the fleet, so it is adopted (imported by id) when
     it exists and never deleted: `retain_on_delete` keeps `pulumi destroy` from
     disabling the mesh fleet-wide.
+
+    An import whose inputs differ from the live resource is imported *and then updated*
+    to the program's inputs (Pulumi CLI >= 3.174; measured under the real engine, see
+    testbed/ENGINE_RULES.md). The program sets only name, location and project, so
+    without `ignore_changes` the first `up` would clear the Feature's labels, its
+    fleet-default member config and its spec for the whole fleet. This program never
+    writes those fields: they belong to whoever manages the fleet.
     """
 
     feature: gkehub.Feature
@@ -42,6 +51,7 @@ class MeshFeature(pulumi.ComponentResource):
                 depends_on=depends_on,
                 retain_on_delete=True,
                 import_=feature_id(project) if adopt else None,
+                ignore_changes=list(FLEET_OWNED_FEATURE_FIELDS),
             ),
         )
         self.register_outputs({"feature": self.feature.id})

@@ -74,6 +74,8 @@ def test_feature_is_adopted_by_id_and_never_deleted():
     assert feature.inputs == {"location": "global", "name": "servicemesh", "project": "my-project-123456"}
     assert feature.options["importId"] == "projects/my-project-123456/locations/global/features/servicemesh"
     assert feature.options["retainOnDelete"] is True
+    # An import with differing inputs is updated to the program's: the fleet's own fields must be ignored.
+    assert set(feature.options["ignoreChanges"]) == {"labels", "spec", "fleetDefaultMemberConfig"}
     created = graph(minimal_config(**{"gke-mesh:meshFeature": "create"})).named("servicemesh")
     assert created.options["importId"] == "" and created.options["retainOnDelete"] is True
 
