@@ -124,6 +124,8 @@ class Decision:
     """The recorded backup reference (location, manifest_sha256) when resuming after it was taken."""
     project_number: str = ""
     """The cluster project's number, resolved once: membership links are matched exactly."""
+    fleet_project_number: str = ""
+    """The fleet host project's number (its service agents are named after it)."""
     attempt: str = ""
     """New each time preflight runs (a resumed run keeps its run id, not its attempt): in every
     later step's triggers, so each preflight run makes every later step run again."""

@@ -29,20 +29,44 @@ def _reapply(ctx: StepContext, membership: str) -> str:
             f"--project {ctx.fleet_project} --location {ctx.membership_location}")
 
 
+def service_agent_grants(ctx: StepContext, fleet_number: str = "") -> list[str]:
+    """The roles the fleet's service agents need, as the exact commands that grant them.
+
+    The mesh service agent of the fleet host project needs roles/anthosservicemesh.serviceAgent
+    (DOMAIN.md §4) on the fleet host project and, for a cluster in another project, on that
+    project too (the cluster project is documented by Google; the fleet project was found
+    missing from the docs in googlecloudplatform/anthos-service-mesh-packages issue 1417).
+    A cluster in another project also needs the fleet host's GKE Hub service agent granted
+    roles/gkehub.crossProjectServiceAgent on the cluster project (GKE fleet docs, "register
+    a cluster to a fleet in another project"; recalled, not found in our search corpus: if
+    the role name is refused, the older docs' roles/gkehub.serviceAgent is its predecessor).
+    Without the fleet project's number the member is written with PROJECT_NUMBER to fill in.
+    """
+    number = fleet_number or "PROJECT_NUMBER"
+    mesh_agent = f"serviceAccount:service-{number}@gcp-sa-servicemesh.iam.gserviceaccount.com"
+    hub_agent = f"serviceAccount:service-{number}@gcp-sa-gkehub.iam.gserviceaccount.com"
+    grants = [f"gcloud projects add-iam-policy-binding {ctx.fleet_project} --member={mesh_agent} --role=roles/anthosservicemesh.serviceAgent"]
+    if ctx.project != ctx.fleet_project:
+        grants += [f"gcloud projects add-iam-policy-binding {ctx.project} --member={mesh_agent} --role=roles/anthosservicemesh.serviceAgent",
+                   f"gcloud projects add-iam-policy-binding {ctx.project} --member={hub_agent} --role=roles/gkehub.crossProjectServiceAgent"]
+    return grants
+
+
 def _prefixed(codes: list[str], prefix: str) -> str | None:
     return next((c for c in codes if c.startswith(prefix)), None)
 
 
-def diagnose(state: MeshState, ctx: StepContext, membership: str, enabled_apis: set[str] | None) -> Diagnosis | None:
+def diagnose(state: MeshState, ctx: StepContext, membership: str, enabled_apis: set[str] | None,
+             fleet_number: str = "") -> Diagnosis | None:
     """The failure the state shows, or None while it is healthy or still progressing.
 
     `enabled_apis` (from `gcloud services list --enabled`) sharpens REVISION_STALLED;
-    None when it could not be read.
+    None when it could not be read. `fleet_number`: the fleet host project's number
+    (preflight resolves it), so the IAM fix names the real service agents.
     """
     codes = state.codes()
     fp = ctx.fleet_project
-    agent_role = (f"gcloud projects add-iam-policy-binding {fp} --member=serviceAccount:service-PROJECT_NUMBER@gcp-sa-servicemesh.iam.gserviceaccount.com "
-                  f"--role=roles/anthosservicemesh.serviceAgent")
+    agent_role = " && ".join(service_agent_grants(ctx, fleet_number))
     modernization = state.modernization_in_progress()
     if modernization:
         return Diagnosis(modernization, "a control plane modernization is in progress and must finish first", "wait for it to complete")

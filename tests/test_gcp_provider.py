@@ -205,7 +205,7 @@ class Context:
 
 
 def provider(fake: FakeGcp | None = None, project: str = PROJECT) -> GcpProvider:
-    p = GcpProvider(rest_factory=lambda: Rest(fake.url if fake else "http://127.0.0.1:9/", poll_seconds=0.01))
+    p = GcpProvider(rest_factory=lambda api: Rest(fake.url if fake else "http://127.0.0.1:9/", poll_seconds=0.01))
     p.Configure(provider_pb2.ConfigureRequest(args=to_struct({"project": project})), Context())
     return p
 
@@ -428,6 +428,9 @@ SEQUENCE = [("first up", "up", AUTOMATIC), ("second up", "up", AUTOMATIC),
             ("preview management change", "preview", MANUAL), ("up management change", "up", MANUAL),
             ("preview membership change", "preview", RENAMED), ("up membership change", "up", RENAMED),
             ("destroy", "destroy", RENAMED)]
+# Against testbed/gcp_emulator: one membership per cluster there, so no membership change.
+EMULATOR_SEQUENCE = [step for step in SEQUENCE if "membership change" not in step[0]]
+EMULATOR_SEQUENCE[-1] = ("destroy", "destroy", MANUAL)
 
 
 def engine_main(argv: list[str] | None = None) -> int:
@@ -435,23 +438,21 @@ def engine_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--scratch", required=True, type=Path)
+    parser.add_argument("--api", choices=("fake", "emulator"), default="fake")
     args = parser.parse_args(argv)
     from testbed.gcp_provider import engine
 
-    fake = FakeGcp()
+    api = FakeApi() if args.api == "fake" else EmulatorApi()
     try:
-        fake.projects = {PROJECT: NUMBER}
-        fake.add_feature()
-        fake.add_membership(CLUSTER)
-        fake.add_membership(f"{CLUSTER}-renamed")
         started = time.monotonic()
-        stack = engine.open_stack(program_for(AUTOMATIC), args.scratch, fake.url, {"gcp:project": PROJECT})
+        stack = engine.open_stack(program_for(AUTOMATIC), args.scratch, api.url, {"gcp:project": PROJECT},
+                                  api_urls=api.api_urls, token=api.token)
         setup = round(time.monotonic() - started, 2)
         results = []
-        for label, op, version in SEQUENCE:
-            offset = len(fake.requests)
+        for label, op, version in (SEQUENCE if args.api == "fake" else EMULATOR_SEQUENCE):
+            offset = len(api.requests())
             result = engine.run(stack, op, program_for(version))
-            result.update(label=label, requests=json.loads(json.dumps(fake.requests[offset:])), specs=json.loads(json.dumps(fake.specs())))
+            result.update(label=label, requests=json.loads(json.dumps(api.requests()[offset:])), specs=api.specs())
             results.append(result)
         calls = [json.loads(line) for line in (args.scratch / "provider-calls.jsonl").read_text().splitlines()]
         version_line = subprocess.run([str(engine.engine_chain.pulumi_bin() / "pulumi"), "version"], capture_output=True, text=True).stdout.strip()
@@ -461,16 +462,68 @@ def engine_main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({"crash": traceback.format_exc()}))
         return 1
     finally:
-        fake.close()
+        api.close()
     return 0
+
+
+class FakeApi:
+    """FakeGcp seeded for SEQUENCE: the servicemesh Feature to import, the gkehub API off,
+    two memberships registering the cluster (its own name and a renamed one)."""
+
+    api_urls: dict[str, str] = {}
+    token = None
+
+    def __init__(self) -> None:
+        self.fake = FakeGcp()
+        self.fake.add_feature()
+        self.fake.add_membership(CLUSTER)
+        self.fake.add_membership(f"{CLUSTER}-renamed")
+        self.url = self.fake.url
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self.fake.requests)
+
+    def specs(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self.fake.specs()))
+
+    def close(self) -> None:
+        self.fake.close()
+
+
+class EmulatorApi:
+    """testbed/gcp_emulator's GcpEmulator (each API under its own prefix, Bearer token),
+    with the cluster registered (membership = cluster name) and no mesh management yet."""
+
+    def __init__(self) -> None:
+        from testbed.gcp_emulator import server as emulator_server
+        from testbed.gcp_emulator import GcpEmulator
+
+        self.emulator = GcpEmulator(fleet_project=PROJECT, project_numbers={PROJECT: NUMBER}).start()
+        self.emulator.add_cluster(CLUSTER, LOCATION, "regular", mesh=False)
+        self.emulator.disable_api(PROJECT, "gkehub.googleapis.com")
+        self.url = self.emulator.url
+        self.api_urls = {api.lower(): self.url + prefix for api, prefix in emulator_server.PREFIXES.items()}
+        self.token = emulator_server.TOKEN
+
+    def requests(self) -> list[dict[str, Any]]:
+        return [{"method": m, "path": p} for m, p in self.emulator.requests()]
+
+    def specs(self) -> dict[str, Any]:
+        with self.emulator.world.lock:
+            from testbed.gcp_emulator.mesh import feature
+
+            return feature(self.emulator.world, PROJECT)["membershipSpecs"]
+
+    def close(self) -> None:
+        self.emulator.stop()
 
 
 def _resources(deployment: dict[str, Any], token: str) -> list[dict[str, Any]]:
     return [r for r in deployment.get("resources", []) if r.get("type") == token]
 
 
-@pytest.mark.e2e
-def test_fleet_components_under_the_real_engine(capsys) -> None:
+def run_engine(api: str, capsys) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """engine_main in a network namespace with only loopback up; (result, runs by label)."""
     from testbed import engine_chain
     from testbed.gcp_provider import engine
 
@@ -483,21 +536,26 @@ def test_fleet_components_under_the_real_engine(capsys) -> None:
         env = {k: v for k, v in os.environ.items() if k not in engine_chain.PROXY_VARS}
         env["PYTHONPATH"] = str(ROOT)
         started = time.monotonic()
-        done = subprocess.run([*prefix, sys.executable, "-m", "tests.test_gcp_provider", "--out", str(out), "--scratch", str(scratch)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        done = subprocess.run([*prefix, sys.executable, "-m", "tests.test_gcp_provider", "--out", str(out), "--scratch", str(scratch),
+                               "--api", api], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         total = round(time.monotonic() - started, 1)
         result = json.loads(out.read_text()) if out.exists() else {}
     if done.returncode != 0 or "crash" in result:
         pytest.fail(f"engine run failed (exit {done.returncode}, {network}):\n{result.get('crash', '')}\nstderr:\n{done.stderr[-4000:]}")
-    runs = {r["label"]: r for r in result["results"]}
     with capsys.disabled():
-        print(f"\n[gcp provider under the real engine] {result['pulumi_version']}, {network}, {total}s in all "
+        print(f"\n[gcp provider under the real engine, {api} API] {result['pulumi_version']}, {network}, {total}s in all "
               f"(setup {result['setup_seconds']}s)")
         for r in result["results"]:
             print(f"  {r['label']:28} ok={r['ok']} {r['seconds']:6.2f}s changes={r['changes']} summary={r['summary']} "
                   f"steps={[s[1:] for s in r['steps']]}")
     failed = [f"{r['label']}: {r['error']}" for r in result["results"] if not r["ok"]]
     assert not failed, "\n\n".join(failed)
+    return result, {r["label"]: r for r in result["results"]}
+
+
+@pytest.mark.e2e
+def test_fleet_components_under_the_real_engine(capsys) -> None:
+    result, runs = run_engine("fake", capsys)
     key = f"projects/{NUMBER}/locations/{LOCATION}/memberships/{CLUSTER}"
 
     first = runs["first up"]
@@ -525,6 +583,23 @@ def test_fleet_components_under_the_real_engine(capsys) -> None:
     assert destroyed["ok"] and [r for r in destroyed["requests"] if r["method"] != "GET"] == []
     assert not [c for c in result["provider_calls"] if c["method"] == "Delete"]
     assert _resources(result["deployment"], FM_T) == [] and _resources(result["deployment"], FEATURE_T) == []
+
+
+@pytest.mark.e2e
+def test_fleet_components_under_the_real_engine_against_the_emulator(capsys) -> None:
+    try:
+        from testbed.gcp_emulator import GcpEmulator  # noqa: F401
+    except ImportError as error:
+        pytest.skip(f"testbed/gcp_emulator not importable: {error}")
+    result, runs = run_engine("emulator", capsys)
+    key = f"projects/{NUMBER}/locations/{LOCATION}/memberships/{CLUSTER}"
+    assert {s[2] for s in runs["first up"]["steps"] if s[0].startswith("gcp:")} == {"create", "import"}
+    assert runs["first up"]["specs"] == {key: {"mesh": {"management": "MANAGEMENT_AUTOMATIC"}}}
+    assert runs["second up"]["changes"] == 0 and runs["second up"]["steps"] == []
+    assert [s[1:] for s in runs["up management change"]["steps"]] == [[f"{CLUSTER}-mesh-management", "update"]]
+    assert runs["up management change"]["specs"] == {key: {"mesh": {"management": "MANAGEMENT_MANUAL"}}}
+    assert [r for r in runs["destroy"]["requests"] if r["method"] != "GET"] == []
+    assert not [c for c in result["provider_calls"] if c["method"] == "Delete"]
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from meshops.context import Options
+from meshops.context import Decision, Options
+from meshops.diagnose import diagnose
+from meshops.fleet_state import Condition, MeshState
 from meshops.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
 from meshops.process import StepFailed
-from tests.chain_driver import Chain, context
+from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 
 MUTATING = ("update", "delete", "register", "label", "rollout", "patch", "apply", "replace", "cp")
@@ -107,3 +109,36 @@ def test_objects_a_gitops_tool_manages_stop_the_migration_before_any_change(mark
     with pytest.raises(StepFailed, match="managed by a GitOps tool .*pause sync for them first"):
         chain.up()
     assert not [c for c in world.calls if c[0] == "kubectl" and c[2] in ("patch", "label", "rollout", "delete")]
+
+
+def test_a_cluster_in_another_project_is_told_the_exact_service_agent_grants_with_resolved_numbers():
+    world = FakeWorld()
+    world.project_numbers.update({"my-project-123456": "111111111111", "team-project-2": "222222222222"})
+    cluster = world.add_cluster("team-cluster", "asia-northeast1", "rapid", project="team-project-2")
+    cluster.add_deployment("default", "web")
+    ctx = context(cluster="team-cluster", project="team-project-2")
+    chain = Chain(world, ctx, Options(stack="dev"))
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="preflight")
+    printed = "\n".join(world.log)
+    assert "cluster project team-project-2 is not the fleet host project my-project-123456 (number 111111111111)" in printed
+    decision = Decision.from_json(chain.state["preflight"].stdout)
+    assert (decision.project_number, decision.fleet_project_number) == ("222222222222", "111111111111")
+    stalled = MeshState(found=True, control_plane_state="STALLED", control_plane_details=(Condition("REVISION_STALLED", "Failed to provision"),))
+    diagnosis = diagnose(stalled, ctx, "team-cluster", {"connectgateway.googleapis.com", "mesh.googleapis.com"}, decision.fleet_project_number)
+    mesh_agent = "service-111111111111@gcp-sa-servicemesh.iam.gserviceaccount.com"
+    hub_agent = "service-111111111111@gcp-sa-gkehub.iam.gserviceaccount.com"
+    for project, member, role in (("my-project-123456", mesh_agent, "anthosservicemesh.serviceAgent"),
+                                  ("team-project-2", mesh_agent, "anthosservicemesh.serviceAgent"),
+                                  ("team-project-2", hub_agent, "gkehub.crossProjectServiceAgent")):
+        grant = f"gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{member} --role=roles/{role}"
+        assert grant in printed, "preflight prints it before anything changes"
+        assert grant in diagnosis.fix, "and a stall's diagnosis repeats it"
+    assert "PROJECT_NUMBER" not in printed + diagnosis.fix
+
+
+def test_a_cluster_in_the_fleet_project_gets_no_cross_project_lines():
+    world = FakeWorld()
+    seed_field_report(world)
+    Chain(world, context(), Options(stack="dev")).up()
+    assert not any("is not the fleet host project" in line for line in world.log)

@@ -11,6 +11,7 @@ from typing import Any
 
 from meshops import gcloud, record
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
+from meshops.diagnose import service_agent_grants
 from meshops.fleet_state import mesh_state, registers
 from meshops.inventory import MESH_NAMESPACES, user_workloads
 from meshops.kube import PLAN_KUBE, cluster_access, items
@@ -21,7 +22,8 @@ from meshops.steps.common import OWNER_READ, RECORD_READ
 from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
-           "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run.")
+           "and the migration record, checks every precondition, then decides: skip, start (writing the record) or resume the recorded run. For a cluster outside the fleet host project "
+           "it prints the service-agent grants provisioning needs, with the resolved project numbers.")
 STOPS = ("an Autopilot cluster; Workload Identity off on the cluster or a node pool; a control plane or node version the "
          "target channel does not offer; a running GKE operation; a membership that registers another cluster; a modernization in progress (MODERNIZATION_IN_PROGRESS); another stack owning the cluster or its migration record; "
          "workloads of yours in istio-system or asm-system")
@@ -37,19 +39,31 @@ CPR = "controlplanerevisions.mesh.cloud.google.com"
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), gcloud.describe_project(ctx.project), gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
+    fleet_number = [] if ctx.project == ctx.fleet_project else [gcloud.describe_project(ctx.fleet_project)]
+    return [gcloud.describe_cluster(ctx), gcloud.describe_project(ctx.project), *fleet_number, gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"),
             gcloud.server_config(ctx), gcloud.running_operations(ctx),
             *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
 
 
-def project_number(ctx: StepContext, runner) -> str:
-    described = run_json(runner, gcloud.describe_project(ctx.project))
+def project_number(project: str, runner) -> str:
+    described = run_json(runner, gcloud.describe_project(project))
     number = str((described or {}).get("projectNumber", "")) if isinstance(described, dict) else ""
     if not number.isdigit():
-        raise StepFailed(f"gcloud projects describe {ctx.project} returned no project number; "
+        raise StepFailed(f"gcloud projects describe {project} returned no project number; "
                          "the deploying identity needs resourcemanager.projects.get on it (e.g. roles/browser)")
     return number
+
+
+def report_cross_project_grants(ctx: StepContext, fleet_number: str, tools: Tools) -> None:
+    """A cluster outside the fleet host project provisions only when the fleet's service
+    agents hold roles on the cluster project. Reading IAM policies would need
+    getIamPolicy, which the deploying identity should not need, so the exact grants are
+    printed before anything changes (and repeated by wait-ready's diagnosis if it stalls)."""
+    tools.log(f"[{ctx.cluster}] preflight: cluster project {ctx.project} is not the fleet host project {ctx.fleet_project} "
+              f"(number {fleet_number}); provisioning needs these grants (check them once):")
+    for grant in service_agent_grants(ctx, fleet_number):
+        tools.log(f"[{ctx.cluster}]   {grant}")
 
 
 def resolve_membership(ctx: StepContext, memberships: Any, number: str) -> str:
@@ -121,7 +135,8 @@ def run(inp: StepInput, tools: Tools) -> Decision:
     ctx, runner, stack = inp.ctx, tools.runner, inp.options.stack
     described = run_json(runner, gcloud.describe_cluster(ctx))
     cluster_channel = current_channel(described)
-    number = project_number(ctx, runner)
+    number = project_number(ctx.project, runner)
+    fleet_number = number if ctx.project == ctx.fleet_project else project_number(ctx.fleet_project, runner)
     membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)), number)
     state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
     modernization = state.modernization_in_progress()
@@ -147,6 +162,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(tools.wall()))}-{_nonce(tools)}"
         common = dict(to_channel=target, to_revision=revision_of(target), implementation=state.implementation,
                       control_plane_state=state.control_plane_state, stack=stack, project_number=number,
+                      fleet_project_number=fleet_number,
                       attempt=_nonce(tools))
         if existing and not (aligned and not existing.touched):
             refuse_user_workloads(inp, runner, kube)
@@ -174,6 +190,8 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             record.create(runner, kube, MigrationRecord(stack=stack, run_id=run_id, cluster=ctx.cluster,
                                                         from_channel=decision.from_channel, to_channel=target,
                                                         from_revision=from_revision, membership=membership))
+    if decision.migrate and ctx.project != ctx.fleet_project:
+        report_cross_project_grants(ctx, fleet_number, tools)
     tools.log(f"[{ctx.cluster}] preflight: {decision.action}: {decision.reason}")
     return decision
 

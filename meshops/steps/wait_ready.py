@@ -54,11 +54,12 @@ def check(state: MeshState, inp: StepInput, tools: Tools) -> bool:
     if state.control_plane_state == "ACTIVE" and ready and ready != expected:
         raise StepFailed(f"cluster {inp.ctx.cluster}: control plane is ACTIVE on {ready}, expected {expected}: "
                          "the cluster's channel was not the target when provisioning started")
-    diagnosis = diagnose(state, inp.ctx, inp.decision.membership, None)
+    diagnosis = diagnose(state, inp.ctx, inp.decision.membership, None, inp.decision.fleet_project_number)
     if diagnosis is None:
         return False
     if diagnosis.code == "REVISION_STALLED":
-        diagnosis = diagnose(state, inp.ctx, inp.decision.membership, _enabled_apis(tools, inp.ctx.fleet_project))
+        diagnosis = diagnose(state, inp.ctx, inp.decision.membership, _enabled_apis(tools, inp.ctx.fleet_project),
+                              inp.decision.fleet_project_number)
     raise StepFailed(f"cluster {inp.ctx.cluster}: {diagnosis.line()}")
 
 
