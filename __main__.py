@@ -6,9 +6,12 @@ from components import promotion
 from components.platform import MeshPlatform
 from components.settings import load_settings
 
-settings = load_settings()
-promotion.enforce(settings)
-platform = MeshPlatform("gke-mesh", settings)
 
-pulumi.export("release_channel", settings.release_channel)
-pulumi.export("clusters", platform.cluster_outputs())
+async def main() -> dict:
+    settings = load_settings()
+    await promotion.enforce(settings)  # reads only; nothing is registered before it passes
+    platform = MeshPlatform("gke-mesh", settings)
+    return {"release_channel": settings.release_channel, "clusters": platform.cluster_outputs()}
+
+
+pulumi.run(main)

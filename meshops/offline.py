@@ -26,6 +26,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "gke-mesh"
+ORGANIZATION = "organization"
+"""The organization a file or self-hosted backend reports (stack names read organization/project/stack)."""
 
 _UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -197,13 +199,24 @@ def run_program(config: dict[str, str], stack: str, invokes: dict[str, Callable[
 
     loop.set_default_executor(ThreadPoolExecutor(initializer=thread_loop))
     runtime_settings.reset_options()
-    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor)
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor, organization=ORGANIZATION)
     runtime_config.set_all_config(dict(config))
     outputs: dict[str, Any] = {}
 
     async def program() -> None:
-        runpy.run_path(str(main_file), run_name="__main__")
+        # `pulumi.run(main)` registers the program's async entry point; the mocks' root
+        # stack has already finished its own, so the entry is taken here and awaited
+        # after the module has run, as the SDK's run_in_stack does.
+        entries: list[Callable[[], Any]] = []
+        sdk_run, pulumi.run = pulumi.run, entries.append
+        try:
+            runpy.run_path(str(main_file), run_name="__main__")
+        finally:
+            pulumi.run = sdk_run
         root = runtime_settings.get_root_resource()
+        for entry in entries:
+            for name, value in (await entry() or {}).items():
+                pulumi.export(name, value)
         resolved = await pulumi.Output.from_input(dict(root.outputs)).future(with_unknowns=True)
         outputs.update(plain(resolved) if resolved is not None else {})
 

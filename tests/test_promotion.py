@@ -57,10 +57,11 @@ def broken(path: list[str], value):
 
 @pytest.mark.parametrize("outputs,expected", [
     (broken(["clusters", "dev-cluster-1", "last_verify", "verified"], False),
-     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane ACTIVE and verified False at its last verify"),
+     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: control plane ACTIVE and verified False at its last verify"),
     (broken(["clusters", "dev-cluster-1", "last_verify", "control_plane_state"], "PROVISIONING"),
-     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: it has channel regular, control plane PROVISIONING and verified True at its last verify"),
-    (broken(["release_channel"], "rapid"), "stage organization/gke-mesh/dev targets 'rapid', not regular"),
+     "stage organization/gke-mesh/dev has not verified regular on cluster dev-cluster-1: control plane PROVISIONING and verified True at its last verify"),
+    (broken(["clusters", "dev-cluster-1", "release_channel"], "rapid"),
+     "stage organization/gke-mesh/dev has no cluster on regular (its clusters target rapid)"),
     (broken(["clusters"], {}), "stage organization/gke-mesh/dev reports no clusters"),
     ({}, "stage organization/gke-mesh/dev has no outputs; has it been deployed (pulumi up) with this program?"),
 ])
@@ -68,9 +69,50 @@ def test_gate_refuses_with_one_line_before_registering_anything(outputs, expecte
     monitor = RecordingMonitor(EchoMocks())
     with pytest.raises(ConfigError) as raised:
         run_program(stack_config(gated()), "staging", monitor=monitor, stack_outputs={DEV: outputs})
-    assert str(raised.value) == (f"gke-mesh:promotion: {expected}; promote only after it verifies, "
-                                 "or set gke-mesh:promotion.force with a reason")
-    assert [r.type for r in monitor.registrations] == ["pulumi:pulumi:StackReference"], "only the read of the previous stage"
+    assert str(raised.value) == (f"gke-mesh:promotion: {expected} (moving dev-cluster-1 to regular); promote only after it "
+                                 "verifies, or set gke-mesh:promotion.force with a reason")
+    assert {r.type for r in monitor.registrations} == {"pulumi:pulumi:StackReference"}, "only reads of stacks"
+
+
+STAGING = "organization/gke-mesh/staging"
+
+
+def deployed(channel_by_cluster: dict[str, str]) -> dict:
+    """This stack's own outputs after an earlier `up`."""
+    return {"release_channel": "regular", "clusters": {name: {"release_channel": channel} for name, channel in channel_by_cluster.items()}}
+
+
+def test_an_ordinary_merge_goes_through_while_the_previous_stage_is_ahead():
+    ahead = broken(["clusters", "dev-cluster-1", "release_channel"], "stable")  # dev has moved on to stable
+    registered = run_gated_with(gated(), {DEV: ahead, STAGING: deployed({"dev-cluster-1": "regular"})})
+    assert "gcp:gkehub/featureMembership:FeatureMembership" in registered, "no channel is changing: no gate"
+
+
+def test_the_gate_applies_when_this_stacks_channel_changes():
+    ahead = broken(["clusters", "dev-cluster-1", "release_channel"], "stable")
+    with pytest.raises(ConfigError, match=r"has no cluster on regular .*\(moving dev-cluster-1 to regular\)"):
+        run_gated_with(gated(), {DEV: ahead, STAGING: deployed({"dev-cluster-1": "rapid"})})
+
+
+def test_a_per_cluster_channel_is_gated_too():
+    values = gated()
+    values["gke-mesh:clusters"] = [{"name": "dev-cluster-1", "location": "asia-northeast1"},
+                                   {"name": "edge", "location": "asia-northeast1", "releaseChannel": "stable"}]
+    this = deployed({"dev-cluster-1": "regular", "edge": "regular"})
+    with pytest.raises(ConfigError, match=r"has no cluster on stable \(its clusters target regular\) \(moving edge to stable\)"):
+        run_gated_with(values, {DEV: VERIFIED, STAGING: this})
+    two = copy.deepcopy(VERIFIED)
+    two["clusters"]["dev-edge"] = {**copy.deepcopy(VERIFIED["clusters"]["dev-cluster-1"]), "release_channel": "stable"}
+    assert "gcp:gkehub/featureMembership:FeatureMembership" in run_gated_with(values, {DEV: two, STAGING: this})
+
+
+def run_gated_with(values, stack_outputs):
+    monitor = RecordingMonitor(EchoMocks())
+    try:
+        run_program(stack_config(values), "staging", monitor=monitor, stack_outputs=stack_outputs)
+    finally:
+        registered = [r.type for r in monitor.registrations]
+    return registered
 
 
 def test_force_needs_a_reason():
@@ -84,7 +126,7 @@ def test_force_needs_a_reason():
 
 def test_force_with_reason_warns_and_proceeds(caplog):
     with caplog.at_level(logging.WARNING):
-        registered = run_gated(gated(force=True, reason="hotfix INC-123 approved by SRE"), broken(["release_channel"], "rapid"))
+        registered = run_gated(gated(force=True, reason="hotfix INC-123 approved by SRE"), broken(["clusters", "dev-cluster-1", "release_channel"], "rapid"))
     assert "gcp:gkehub/featureMembership:FeatureMembership" in registered
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("promotion gate overridden (force)" in w and "hotfix INC-123 approved by SRE" in w for w in warnings), warnings
@@ -123,6 +165,7 @@ def outputs_of(channel="regular", verified=True):
     def read(stack):
         outputs = broken(["clusters", "dev-cluster-1", "last_verify", "verified"], verified)
         outputs["release_channel"] = channel
+        outputs["clusters"]["dev-cluster-1"]["release_channel"] = channel
         return outputs
     return read
 
@@ -153,7 +196,7 @@ def test_promote_twice_is_a_no_op(stacks):
 
 @pytest.mark.parametrize("read,expected", [
     (outputs_of(verified=False), "refusing to promote regular to prod: stage staging has not verified regular"),
-    (outputs_of(channel="rapid"), "refusing to promote regular to prod: stage staging targets 'rapid', not regular"),
+    (outputs_of(channel="rapid"), "refusing to promote regular to prod: stage staging has no cluster on regular \\(its clusters target rapid\\)"),
     (lambda stack: {}, "refusing to promote regular to prod: stage staging has no outputs"),
 ])
 def test_promote_refuses_an_unverified_source(stacks, read, expected):
