@@ -1,0 +1,292 @@
+"""The project's real program (`__main__.py`) under the REAL Pulumi engine, against an
+emulated fleet and a real Kubernetes API server, for tests/test_program_e2e.py.
+
+    python -m testbed.program_e2e --scenario rapid-to-regular --out result.json --scratch DIR
+
+The test runs this module inside testbed/engine_chain.py's `network_cut_argv()` (a network
+namespace with only loopback up), so every server below shares that namespace and nothing
+can leave the machine. What runs, all real except where said:
+- the Pulumi CLI/engine (testbed/build_pulumi.sh) with the program as an Automation API
+  inline program that runs `__main__.py` itself (no pulumi-language-python binary exists
+  here: the Python SDK serves the language runtime from this process);
+- providers: the stand-in `pulumi-resource-command` (testbed/command-provider) and the
+  stand-in `pulumi-resource-gcp` (testbed/gcp_provider), found on PATH;
+- the real gcloud 528 against testbed/gcp_emulator (container, gkehub v1/v2, serviceusage,
+  cloudresourcemanager, storage: the backups are gs:// objects in the emulator);
+- the real kubectl against the real kube-apiserver + etcd + controller-manager
+  (testbed/kube_server.py), where testbed/managed_mesh plays Google's managed control plane
+  (webhooks that really inject, mdp-controller, CNI, CRD reappearance) and a node (pods
+  Running and Ready).
+
+A scenario is a list of actions on one stack; the result (JSON) has, per action, the
+engine's outcome and change summary, the emulator's mutating requests, and snapshots of the
+cluster (Istio objects by spec, PeerAuthentication modes, namespace injection labels, the
+sidecar image of every workload pod).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import runpy
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from testbed import engine_chain
+from testbed.gcp_emulator import GcpEmulator
+from testbed.gcp_emulator.server import PREFIXES, TOKEN
+from testbed.gcp_provider import install_launcher
+from testbed.gcp_provider.engine import run as run_operation
+from testbed.gcp_provider.rest import TOKEN_ENV, URL_ENV
+from testbed.kube_server import KubeServer
+from testbed.managed_mesh import ManagedMesh
+
+ROOT = engine_chain.ROOT
+FLEET_PROJECT = "my-project-123456"
+FLEET_NUMBER = "123456789012"
+CLUSTER, LOCATION = "dev-cluster-1", "asia-northeast1"
+BUCKET = "e2e-mesh-backups"
+STACK = "e2e"
+ISTIO_RESOURCES = ("virtualservices.networking.istio.io", "gateways.networking.istio.io", "destinationrules.networking.istio.io",
+                   "peerauthentications.security.istio.io", "authorizationpolicies.security.istio.io",
+                   "telemetries.telemetry.istio.io")
+APP_NAMESPACES = ("katayan", "katayan-gateway")
+
+
+# ---------------------------------------------------------------------------- the cluster's content
+def seed_manifests(revision: str) -> list[dict]:
+    """The field report's cluster (tests/fake_world.py seed_field_report), as real objects:
+    two app namespaces injected by revision label and by the default tag, a Deployment in
+    each, a gateway, routing, STRICT mTLS, an ALLOW policy and telemetry."""
+    def meta(name: str, ns: str | None = None, **extra: Any) -> dict:
+        return {"name": name, **({"namespace": ns} if ns else {}), **extra}
+
+    objects: list[dict] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": meta("katayan", labels={"istio.io/rev": revision})},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": meta("katayan-gateway", labels={"istio-injection": "enabled"})},
+    ]
+    for ns in APP_NAMESPACES:
+        objects.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("web", ns),
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                                 "template": {"metadata": {"labels": {"app": "web"}},
+                                              "spec": {"containers": [{"name": "app", "image": "example/app:1"}]}}}})
+        objects.append({"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                        "metadata": meta("katayan-virtualservice", ns), "spec": {"gateways": ["katayan-gateway"], "hosts": ["*"]}})
+    objects += [
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "Gateway", "metadata": meta("katayan-gateway", "katayan-gateway"),
+         "spec": {"selector": {"istio": "ingressgateway"}}},
+        {"apiVersion": "networking.istio.io/v1beta1", "kind": "DestinationRule", "metadata": meta("web", "katayan"),
+         "spec": {"host": "web", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}},
+        {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication", "metadata": meta("default", "istio-system"),
+         "spec": {"mtls": {"mode": "STRICT"}}},
+        {"apiVersion": "security.istio.io/v1beta1", "kind": "PeerAuthentication", "metadata": meta("web", "katayan"),
+         "spec": {"selector": {"matchLabels": {"app": "web"}}, "mtls": {"mode": "STRICT"}}},
+        {"apiVersion": "security.istio.io/v1beta1", "kind": "AuthorizationPolicy", "metadata": meta("allow-gateway", "katayan"),
+         "spec": {"action": "ALLOW", "rules": [{"from": [{"source": {"namespaces": ["katayan-gateway"]}}]}]}},
+        {"apiVersion": "telemetry.istio.io/v1alpha1", "kind": "Telemetry", "metadata": meta("mesh-default", "istio-system"),
+         "spec": {"accessLogging": [{"providers": [{"name": "envoy"}]}]}},
+    ]
+    return objects
+
+
+def snapshot(kube: KubeServer) -> dict[str, Any]:
+    """What must survive a migration, read from the real API server."""
+    istio: dict[str, str] = {}
+    for resource in ISTIO_RESOURCES:
+        done = kube.kubectl("get", resource, "-A", "-o", "json", check=False)
+        if done.returncode != 0:
+            continue  # the CRD is gone (mid-migration)
+        for item in json.loads(done.stdout)["items"]:
+            key = f"{item['kind']}/{item['metadata'].get('namespace', '')}/{item['metadata']['name']}"
+            istio[key] = hashlib.sha256(json.dumps(item.get("spec", {}), sort_keys=True).encode()).hexdigest()[:16]
+    labels = {}
+    for ns in APP_NAMESPACES:
+        found = json.loads(kube.kubectl("get", "namespace", ns, "-o", "json").stdout)["metadata"].get("labels") or {}
+        labels[ns] = {k: v for k, v in found.items() if k in ("istio.io/rev", "istio-injection")}
+    pods = {}
+    for ns in APP_NAMESPACES:
+        for pod in json.loads(kube.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]:
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            images = [c["image"] for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"]
+            pods[f"{ns}/{pod['metadata']['name']}"] = {"sidecar": images[0] if images else None,
+                                                       "phase": (pod.get("status") or {}).get("phase")}
+    modes = {}
+    done = kube.kubectl("get", "peerauthentications.security.istio.io", "-A", "-o", "json", check=False)
+    if done.returncode == 0:
+        for item in json.loads(done.stdout)["items"]:
+            modes[f"{item['metadata']['namespace']}/{item['metadata']['name']}"] = ((item.get("spec") or {}).get("mtls") or {}).get("mode")
+    return {"istio": istio, "labels": labels, "pods": pods, "peer_authentication": modes}
+
+
+def wait_for_injected_pods(kube: KubeServer, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = snapshot(kube)["pods"]
+        if pods and all(p["sidecar"] and p["phase"] == "Running" for p in pods.values()):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"seeded pods were not injected and running within {timeout:.0f} s: {snapshot(kube)['pods']}")
+
+
+# ---------------------------------------------------------------------------- the stack
+def program() -> None:
+    """The project's program, exactly as `pulumi up` runs it."""
+    runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+
+def stack_config(channel: str, migration: dict[str, Any] | None = None) -> dict[str, str]:
+    return {
+        "gcp:project": FLEET_PROJECT,
+        "gke-mesh:releaseChannel": channel,
+        "gke-mesh:clusters": json.dumps([{"name": CLUSTER, "location": LOCATION}]),
+        "gke-mesh:migration": json.dumps({"backupUri": f"gs://{BUCKET}/channel-moves", "waitTimeout": "10m", **(migration or {})}),
+    }
+
+
+def engine_env(scratch: Path, emulator: GcpEmulator, kube: KubeServer) -> dict[str, str]:
+    """What the engine, its plugins and every command they run see."""
+    bin_dir = scratch / "bin"
+    install_launcher(bin_dir)
+    venv_bin = Path(sys.executable).parent
+    path = os.pathsep.join(str(p) for p in (bin_dir, engine_chain.provider_bin(), engine_chain.pulumi_bin(), kube.bin_dir, venv_bin))
+    env = emulator.gcloud_env(kube.env(exec_plugin=True))
+    env.pop("KUBECONFIG", None)  # the steps write their own kubeconfig from `clusters describe`
+    env.update({
+        "PATH": f"{path}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
+        "PULUMI_HOME": str(scratch / "pulumi-home"),
+        "PULUMI_BACKEND_URL": f"file://{scratch / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "program-e2e",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        "PYTHONPATH": str(ROOT),
+        URL_ENV: emulator.url,
+        TOKEN_ENV: TOKEN,
+        **{f"{URL_ENV}_{api}": emulator.url + prefix for api, prefix in PREFIXES.items()},
+    })
+    return env
+
+
+def open_stack(scratch: Path, env: dict[str, str], config: dict[str, str]):
+    from pulumi import automation as auto
+
+    for folder in ("pulumi-home", "state", "project"):
+        (scratch / folder).mkdir(parents=True, exist_ok=True)
+    os.environ.clear()
+    os.environ.update(env)  # this process too: the inline program, `pulumi login`
+    cli = engine_chain.pulumi_bin()
+    login = subprocess.run([str(cli / "pulumi"), "login", env["PULUMI_BACKEND_URL"]], capture_output=True, text=True)
+    if login.returncode != 0:
+        raise RuntimeError(f"pulumi login failed: {login.stderr.strip()}")
+    stack = auto.create_or_select_stack(
+        stack_name=STACK, project_name="gke-mesh", program=program,
+        opts=auto.LocalWorkspaceOptions(
+            work_dir=str(scratch / "project"), pulumi_home=env["PULUMI_HOME"], env_vars=env,
+            pulumi_command=auto.PulumiCommand(root=str(cli.parent), skip_version_check=True),
+            # main=ROOT: the engine starts providers there, so every Command runs in the
+            # project folder as under `pulumi up` (see testbed/engine_chain.py).
+            project_settings=auto.ProjectSettings(name="gke-mesh", runtime="python", main=str(ROOT))))
+    set_config(stack, config)
+    return stack
+
+
+def set_config(stack, config: dict[str, str]) -> None:
+    from pulumi import automation as auto
+
+    stack.set_all_config({key: auto.ConfigValue(value=value) for key, value in config.items()})
+
+
+# ---------------------------------------------------------------------------- scenarios
+class Bed:
+    """The running servers and the stack, for one scenario."""
+
+    def __init__(self, scratch: Path, kube: KubeServer, mesh: ManagedMesh, emulator: GcpEmulator):
+        self.scratch, self.kube, self.mesh, self.emulator = scratch, kube, mesh, emulator
+        self.env = engine_env(scratch, emulator, kube)
+        self.stack = None
+        self.steps: list[dict[str, Any]] = []
+
+    def seed(self, channel: str) -> None:
+        revision = {"regular": "asm-managed"}.get(channel, f"asm-managed-{channel}")
+        ca = Path(self.kube.ca_file).read_bytes()
+        self.emulator.add_cluster(CLUSTER, LOCATION, channel, endpoint=self.kube.url.removeprefix("https://"), ca_pem=ca,
+                                  mesh_hooks=self.mesh)
+        self.emulator.create_bucket(BUCKET)
+        manifests = "\n".join(json.dumps(o) for o in seed_manifests(revision))
+        self.kube.kubectl("apply", "-f", "-", input=manifests)
+        wait_for_injected_pods(self.kube)
+
+    def action(self, name: str, op: str, config: dict[str, str]) -> dict[str, Any]:
+        if self.stack is None:
+            self.stack = open_stack(self.scratch, self.env, config)
+        else:
+            set_config(self.stack, config)
+        self.emulator.clear_log()
+        result = run_operation(self.stack, op)
+        result.update(name=name, mutating=[f"{m} {p}" for m, p in self.emulator.mutating_requests()],
+                      after=snapshot(self.kube), outputs=self._outputs())
+        self.steps.append(result)
+        return result
+
+    def _outputs(self) -> dict[str, Any]:
+        try:
+            return {k: v.value for k, v in self.stack.outputs().items()}
+        except Exception as error:  # no outputs yet
+            return {"error": str(error).splitlines()[0] if str(error) else type(error).__name__}
+
+
+def scenario_rapid_to_regular(bed: Bed) -> None:
+    """The operator's day: adopt a rapid cluster (nothing to change), review the channel
+    change, `up` it with GKE refusing the channel change once (a fault at the release
+    channel's PUT, after the teardown), `up` again (resumes), `up` once more (nothing), edit
+    an option (nothing may run again), destroy (the cluster and the mesh stay)."""
+    bed.seed("rapid")
+    bed.steps.append({"name": "seeded", "after": snapshot(bed.kube)})
+    bed.action("adopt on rapid", "up", stack_config("rapid"))
+    bed.action("preview rapid -> regular", "preview", stack_config("regular"))
+    bed.emulator.fail_next("PUT", r"/container/v1/projects/[^/]+/locations/[^/]+/clusters/[^/]+$", 503,
+                           "injected: the channel change is refused once")
+    bed.action("rapid -> regular, channel change refused once", "up", stack_config("regular"))
+    bed.action("rapid -> regular, resumed", "up", stack_config("regular"))
+    bed.action("again", "up", stack_config("regular"))
+    bed.action("option edit after success", "up", stack_config("regular", {"waitTimeout": "20m"}))
+    bed.action("destroy", "destroy", stack_config("regular", {"waitTimeout": "20m"}))
+
+
+SCENARIOS: dict[str, Callable[[Bed], None]] = {"rapid-to-regular": scenario_rapid_to_regular}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--scratch", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"scenario": args.scenario, "steps": [], "error": ""}
+    started = time.monotonic()
+    try:
+        with KubeServer(controllers=True, istio="old") as kube, ManagedMesh(kube, reappear_delay=1.0) as mesh, \
+                GcpEmulator(fleet_project=FLEET_PROJECT, project_numbers={FLEET_PROJECT: FLEET_NUMBER},
+                            provisioning_seconds=3.0) as emulator:
+            bed = Bed(args.scratch, kube, mesh, emulator)
+            try:
+                SCENARIOS[args.scenario](bed)
+            finally:
+                result["steps"] = bed.steps
+    except Exception:
+        result["error"] = traceback.format_exc()[-4000:]
+    result["seconds"] = round(time.monotonic() - started, 1)
+    args.out.write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

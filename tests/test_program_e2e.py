@@ -1,0 +1,109 @@
+"""The project's real program under the real Pulumi engine, with the real gcloud against the
+Google API emulator and the real kubectl against a real API server whose managed control
+plane really injects sidecars (testbed/program_e2e.py runs it; issue "Run it for real").
+
+One scenario, one bed (about 4 minutes): adopt, preview, a channel change refused once by
+GKE after the teardown, the resumed run, a no-op run, an option edit, destroy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from testbed import engine_chain
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parent.parent
+NEW_SIDECAR = "gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33"  # regular's proxy (tests/fake_world.py PROXY_VERSIONS)
+OLD_SIDECAR = "gcr.io/gke-release/asm/proxyv2:1.22.1-asm.1"
+
+
+def _missing() -> list[str]:
+    missing = engine_chain.missing_binaries()
+    try:
+        from testbed.kube_server import build_dir
+        build_dir()
+    except Exception as error:  # no Go toolchain or module proxy: the kube build is unavailable
+        missing.append(f"kube testbed ({error})")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict[str, dict]:
+    missing = _missing()
+    if missing:
+        pytest.skip("testbed not built: " + "; ".join(missing))
+    scratch = tmp_path_factory.mktemp("program-e2e")
+    out = scratch / "result.json"
+    cut, note = engine_chain.network_cut_argv()
+    done = subprocess.run([*cut, sys.executable, "-m", "testbed.program_e2e", "--scenario", "rapid-to-regular",
+                           "--out", str(out), "--scratch", str(scratch / "bed")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert out.exists(), f"no result ({note}): {done.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    assert not result["error"], result["error"]
+    print(f"program e2e: {result['seconds']} s ({note})")
+    for step in result["steps"]:
+        print(f"  {step['name']}: ok={step.get('ok')} {step.get('seconds')} s {step.get('summary')}")
+    return {step["name"]: step for step in result["steps"]}
+
+
+def test_adopting_a_cluster_already_on_its_channel_changes_neither_cluster_nor_fleet(run):
+    adopt = run["adopt on rapid"]
+    assert adopt["ok"], adopt["error"]
+    assert adopt["summary"].get("import") == 1, "the fleet's servicemesh Feature is imported, not created"
+    # What remains are the provider's idempotent writes: enabling already-enabled APIs and
+    # the FeatureMembership writing the management the membership already has.
+    assert all(":enable" in m or m.startswith("PATCH /gkehub/v1/projects/my-project-123456/locations/global/features/servicemesh")
+               for m in adopt["mutating"]), adopt["mutating"]
+    assert adopt["after"] == run["seeded"]["after"], "no pod restarted, no object or label changed"
+    assert adopt["outputs"]["clusters"]["dev-cluster-1"]["release_channel"] == "rapid"
+
+
+def test_the_preview_shows_the_whole_chain_replaced_and_changes_nothing(run):
+    preview = run["preview rapid -> regular"]
+    assert preview["ok"], preview["error"]
+    assert preview["summary"].get("replace") == 13, preview["summary"]  # 12 steps + the release channel
+    assert not preview["mutating"] and preview["after"] == run["seeded"]["after"]
+
+
+def test_a_channel_change_refused_after_the_teardown_stops_and_the_next_up_resumes(run):
+    refused = run["rapid -> regular, channel change refused once"]
+    assert not refused["ok"] and "the channel change is refused once" in refused["error"]
+    assert not any(m.startswith("PATCH /gkehub/v2") and "automatic" in m for m in refused["mutating"])
+    resumed = run["rapid -> regular, resumed"]
+    assert resumed["ok"], resumed["error"]
+    assert any(m.startswith("PUT /container/v1/") for m in resumed["mutating"]), "the channel change ran again"
+    last = resumed["outputs"]["clusters"]["dev-cluster-1"]["last_verify"]
+    assert (last["verified"], last["control_plane_state"], last["revision"]) == (True, "ACTIVE", "asm-managed")
+
+
+def test_nothing_is_lost_across_the_move(run):
+    before, after = run["seeded"]["after"], run["rapid -> regular, resumed"]["after"]
+    assert after["istio"] == before["istio"], "every Istio object is back with the same spec"
+    assert after["peer_authentication"] == before["peer_authentication"] == {"istio-system/default": "STRICT", "katayan/web": "STRICT"}
+    assert {p["sidecar"] for p in before["pods"].values()} == {OLD_SIDECAR}
+    assert {p["sidecar"] for p in after["pods"].values()} == {NEW_SIDECAR}, "every workload runs the new revision's proxy"
+    assert {p.split("/")[0] for p in after["pods"]} == {p.split("/")[0] for p in before["pods"]}
+    assert all(labels for labels in after["labels"].values()), "both namespaces are injected again"
+
+
+def test_running_again_or_editing_an_option_runs_nothing(run):
+    for name in ("again", "option edit after success"):
+        step = run[name]
+        assert step["ok"], step["error"]
+        assert not step["mutating"], f"{name}: {step['mutating']}"
+        assert step["after"]["pods"] == run["rapid -> regular, resumed"]["after"]["pods"], f"{name}: no pod restarted"
+
+
+def test_destroy_leaves_the_cluster_and_the_mesh_alone(run):
+    destroy = run["destroy"]
+    assert destroy["ok"], destroy["error"]
+    assert not destroy["mutating"], destroy["mutating"]
+    assert destroy["after"]["pods"] == run["rapid -> regular, resumed"]["after"]["pods"]
+    assert destroy["after"]["istio"] == run["seeded"]["after"]["istio"]
