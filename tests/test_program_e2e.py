@@ -107,3 +107,44 @@ def test_destroy_leaves_the_cluster_and_the_mesh_alone(run):
     assert not destroy["mutating"], destroy["mutating"]
     assert destroy["after"]["pods"] == run["rapid -> regular, resumed"]["after"]["pods"]
     assert destroy["after"]["istio"] == run["seeded"]["after"]["istio"]
+
+
+def engine_changes(step: dict) -> dict[str, str]:
+    """Resource name -> the engine's change, from its per-resource events."""
+    changes: dict[str, str] = {}
+    for _type, name, op in step["steps"]:
+        kind = {"create-replacement": "replace", "delete-replaced": "replace", "replace": "replace"}.get(op, op)
+        if changes.get(name) != "replace":
+            changes[name] = kind
+    return changes
+
+
+def offline_changes(tmp_path: Path, base: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """The offline plan's change per resource name for the same two configurations."""
+    import yaml
+
+    from meshops.diff import annotate
+    from meshops.plan import build_plan
+
+    def stack_file(name: str, config: dict[str, str]) -> Path:
+        values = {key: (json.loads(v) if key in ("gke-mesh:clusters", "gke-mesh:migration") else v) for key, v in config.items()}
+        path = tmp_path / f"Pulumi.{name}.yaml"
+        path.write_text(yaml.safe_dump({"config": values}))
+        return path
+
+    plan = annotate(build_plan(stack_file("base", base), "e2e"), build_plan(stack_file("new", new), "e2e"))
+    return {r["name"]: r["change"] for r in plan["resources"] if r["change"] != "none"}
+
+
+@pytest.mark.parametrize("step,base,new", [
+    ("preview rapid -> regular", {}, {"releaseChannel": "regular"}),
+    ("option edit after success", {"releaseChannel": "regular"}, {"releaseChannel": "regular", "waitTimeout": "20m"}),
+], ids=["channel change", "option edit"])
+def test_the_offline_plan_agrees_with_the_real_engine(run, tmp_path, step, base, new):
+    from testbed.program_e2e import stack_config
+
+    def config(edit: dict[str, str]) -> dict[str, str]:
+        extra = {k: v for k, v in edit.items() if k != "releaseChannel"}
+        return stack_config(edit.get("releaseChannel", "rapid"), extra or None)
+
+    assert offline_changes(tmp_path, config(base), config(new)) == engine_changes(run[step])
