@@ -6,10 +6,12 @@ VENV   := venv
 STACK  ?= dev
 FORMAT ?= json
 BASE   ?=
+FROM   ?= rapid
+SEED   ?=
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: plan test e2e testbed clean
+.PHONY: plan test e2e testbed rehearse clean
 
 $(RUNTIME): requirements.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) >&2
@@ -38,6 +40,11 @@ testbed:
 
 e2e: $(DEV) testbed
 	$(VENV)/bin/python -m pytest -m e2e -rs
+
+# Rehearse STACK's channel change (from FROM) on an emulated copy of its clusters, under the
+# real engine; SEED= a `kubectl get ... -A -o json` of a real cluster's Istio objects.
+rehearse: $(DEV) testbed
+	$(VENV)/bin/python -m testbed.rehearse --config Pulumi.$(STACK).yaml --from $(FROM) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -95,8 +95,9 @@ def seed_manifests(revision: str) -> list[dict]:
     return objects
 
 
-def snapshot(kube: KubeServer) -> dict[str, Any]:
-    """What must survive a migration, read from the real API server."""
+def snapshot(kube: KubeServer, namespaces: tuple[str, ...] = APP_NAMESPACES) -> dict[str, Any]:
+    """What must survive a migration, read from the real API server: Istio objects by spec,
+    PeerAuthentication modes, and in `namespaces` the injection labels and every pod's sidecar."""
     istio: dict[str, str] = {}
     for resource in ISTIO_RESOURCES:
         done = kube.kubectl("get", resource, "-A", "-o", "json", check=False)
@@ -106,11 +107,11 @@ def snapshot(kube: KubeServer) -> dict[str, Any]:
             key = f"{item['kind']}/{item['metadata'].get('namespace', '')}/{item['metadata']['name']}"
             istio[key] = hashlib.sha256(json.dumps(item.get("spec", {}), sort_keys=True).encode()).hexdigest()[:16]
     labels = {}
-    for ns in APP_NAMESPACES:
+    for ns in namespaces:
         found = json.loads(kube.kubectl("get", "namespace", ns, "-o", "json").stdout)["metadata"].get("labels") or {}
         labels[ns] = {k: v for k, v in found.items() if k in ("istio.io/rev", "istio-injection")}
     pods = {}
-    for ns in APP_NAMESPACES:
+    for ns in namespaces:
         for pod in json.loads(kube.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"]:
             if pod["metadata"].get("deletionTimestamp"):
                 continue
@@ -125,14 +126,14 @@ def snapshot(kube: KubeServer) -> dict[str, Any]:
     return {"istio": istio, "labels": labels, "pods": pods, "peer_authentication": modes}
 
 
-def wait_for_injected_pods(kube: KubeServer, timeout: float = 90) -> None:
+def wait_for_injected_pods(kube: KubeServer, namespaces: tuple[str, ...] = APP_NAMESPACES, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pods = snapshot(kube)["pods"]
+        pods = snapshot(kube, namespaces)["pods"]
         if pods and all(p["sidecar"] and p["phase"] == "Running" for p in pods.values()):
             return
         time.sleep(0.5)
-    raise RuntimeError(f"seeded pods were not injected and running within {timeout:.0f} s: {snapshot(kube)['pods']}")
+    raise RuntimeError(f"seeded pods were not injected and running within {timeout:.0f} s: {snapshot(kube, namespaces)['pods']}")
 
 
 # ---------------------------------------------------------------------------- the stack
@@ -141,13 +142,27 @@ def program() -> None:
     runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
 
-def stack_config(channel: str, migration: dict[str, Any] | None = None) -> dict[str, str]:
-    return {
+UPSTREAM = "upstream"
+"""The stage before this one (a stack of the same project and backend that only exports
+what a deployed stage exports), for the promotion gate's real StackReferences."""
+
+
+def stack_config(channel: str, migration: dict[str, Any] | None = None, gated: bool = False) -> dict[str, str]:
+    config = {
         "gcp:project": FLEET_PROJECT,
         "gke-mesh:releaseChannel": channel,
         "gke-mesh:clusters": json.dumps([{"name": CLUSTER, "location": LOCATION}]),
         "gke-mesh:migration": json.dumps({"backupUri": f"gs://{BUCKET}/channel-moves", "waitTimeout": "10m", **(migration or {})}),
     }
+    if gated:
+        config["gke-mesh:promotion"] = json.dumps({"after": f"organization/gke-mesh/{UPSTREAM}"})
+    return config
+
+
+def stage_outputs(channel: str, verified: bool) -> dict[str, Any]:
+    """What a deployed stage exports (components/platform.py cluster_outputs shape)."""
+    return {"release_channel": channel, "clusters": {"upstream-cluster": {
+        "release_channel": channel, "last_verify": {"verified": verified, "control_plane_state": "ACTIVE" if verified else "PROVISIONING"}}}}
 
 
 def engine_env(scratch: Path, emulator: GcpEmulator, kube: KubeServer) -> dict[str, str]:
@@ -174,10 +189,11 @@ def engine_env(scratch: Path, emulator: GcpEmulator, kube: KubeServer) -> dict[s
     return env
 
 
-def open_stack(scratch: Path, env: dict[str, str], config: dict[str, str]):
+def open_stack(scratch: Path, env: dict[str, str], config: dict[str, str], name: str = STACK,
+               stack_program: Callable[[], None] = program):
     from pulumi import automation as auto
 
-    for folder in ("pulumi-home", "state", "project"):
+    for folder in ("pulumi-home", "state", f"project-{name}"):
         (scratch / folder).mkdir(parents=True, exist_ok=True)
     os.environ.clear()
     os.environ.update(env)  # this process too: the inline program, `pulumi login`
@@ -186,9 +202,9 @@ def open_stack(scratch: Path, env: dict[str, str], config: dict[str, str]):
     if login.returncode != 0:
         raise RuntimeError(f"pulumi login failed: {login.stderr.strip()}")
     stack = auto.create_or_select_stack(
-        stack_name=STACK, project_name="gke-mesh", program=program,
+        stack_name=name, project_name="gke-mesh", program=stack_program,
         opts=auto.LocalWorkspaceOptions(
-            work_dir=str(scratch / "project"), pulumi_home=env["PULUMI_HOME"], env_vars=env,
+            work_dir=str(scratch / f"project-{name}"), pulumi_home=env["PULUMI_HOME"], env_vars=env,
             pulumi_command=auto.PulumiCommand(root=str(cli.parent), skip_version_check=True),
             # main=ROOT: the engine starts providers there, so every Command runs in the
             # project folder as under `pulumi up` (see testbed/engine_chain.py).
@@ -235,6 +251,18 @@ class Bed:
         self.steps.append(result)
         return result
 
+    def upstream(self, outputs: dict[str, Any]) -> None:
+        """Deploy the stage before this one with `outputs` (its own stack, same backend)."""
+        def export() -> None:
+            import pulumi
+            for key, value in outputs.items():
+                pulumi.export(key, value)
+
+        stack = open_stack(self.scratch, self.env, {}, name=UPSTREAM, stack_program=export)
+        done = run_operation(stack, "up", export)
+        if not done["ok"]:
+            raise RuntimeError(f"upstream stack: {done['error']}")
+
     def _outputs(self) -> dict[str, Any]:
         try:
             return {k: v.value for k, v in self.stack.outputs().items()}
@@ -243,21 +271,30 @@ class Bed:
 
 
 def scenario_rapid_to_regular(bed: Bed) -> None:
-    """The operator's day: adopt a rapid cluster (nothing to change), review the channel
-    change, `up` it with GKE refusing the channel change once (a fault at the release
-    channel's PUT, after the teardown), `up` again (resumes), `up` once more (nothing), edit
-    an option (nothing may run again), destroy (the cluster and the mesh stay)."""
+    """The operator's day, on a stack gated on the stage before it: adopt a rapid cluster
+    (nothing to change); the channel change refused by the gate while that stage has not
+    verified regular (nothing may change); the review; `up` with GKE refusing the channel
+    change once (a fault at the release channel's PUT, after the teardown); `up` again
+    (resumes); `up` once more (nothing); an ordinary run while the stage before has moved
+    ahead to another channel (the gate must let it through); an option edit (nothing may
+    run again); destroy (the cluster and the mesh stay)."""
     bed.seed("rapid")
     bed.steps.append({"name": "seeded", "after": snapshot(bed.kube)})
-    bed.action("adopt on rapid", "up", stack_config("rapid"))
-    bed.action("preview rapid -> regular", "preview", stack_config("regular"))
+    bed.upstream(stage_outputs("rapid", verified=True))
+    bed.action("adopt on rapid", "up", stack_config("rapid", gated=True))
+    bed.upstream(stage_outputs("regular", verified=False))
+    bed.action("gate refuses rapid -> regular", "up", stack_config("regular", gated=True))
+    bed.upstream(stage_outputs("regular", verified=True))
+    bed.action("preview rapid -> regular", "preview", stack_config("regular", gated=True))
     bed.emulator.fail_next("PUT", r"/container/v1/projects/[^/]+/locations/[^/]+/clusters/[^/]+$", 503,
                            "injected: the channel change is refused once")
-    bed.action("rapid -> regular, channel change refused once", "up", stack_config("regular"))
-    bed.action("rapid -> regular, resumed", "up", stack_config("regular"))
-    bed.action("again", "up", stack_config("regular"))
-    bed.action("option edit after success", "up", stack_config("regular", {"waitTimeout": "20m"}))
-    bed.action("destroy", "destroy", stack_config("regular", {"waitTimeout": "20m"}))
+    bed.action("rapid -> regular, channel change refused once", "up", stack_config("regular", gated=True))
+    bed.action("rapid -> regular, resumed", "up", stack_config("regular", gated=True))
+    bed.action("again", "up", stack_config("regular", gated=True))
+    bed.upstream(stage_outputs("stable", verified=False))
+    bed.action("ordinary run while the stage before is ahead", "up", stack_config("regular", gated=True))
+    bed.action("option edit after success", "up", stack_config("regular", {"waitTimeout": "20m"}, gated=True))
+    bed.action("destroy", "destroy", stack_config("regular", {"waitTimeout": "20m"}, gated=True))
 
 
 SCENARIOS: dict[str, Callable[[Bed], None]] = {"rapid-to-regular": scenario_rapid_to_regular}

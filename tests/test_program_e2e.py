@@ -2,8 +2,10 @@
 Google API emulator and the real kubectl against a real API server whose managed control
 plane really injects sidecars (testbed/program_e2e.py runs it; issue "Run it for real").
 
-One scenario, one bed (about 4 minutes): adopt, preview, a channel change refused once by
-GKE after the teardown, the resumed run, a no-op run, an option edit, destroy.
+One scenario, one bed (about 4 minutes), on a stack gated on the stage before it (a second
+stack in the same backend): adopt, the gate refusing, preview, a channel change refused once
+by GKE after the teardown, the resumed run, a no-op run, an ordinary run while the stage
+before is ahead, an option edit, destroy.
 """
 
 from __future__ import annotations
@@ -65,6 +67,21 @@ def test_adopting_a_cluster_already_on_its_channel_changes_neither_cluster_nor_f
     assert adopt["outputs"]["clusters"]["dev-cluster-1"]["release_channel"] == "rapid"
 
 
+def test_the_gate_refuses_an_unverified_channel_with_one_line_and_changes_nothing(run):
+    refused = run["gate refuses rapid -> regular"]
+    assert not refused["ok"]
+    assert ("gke-mesh:promotion: stage organization/gke-mesh/upstream has not verified regular on cluster upstream-cluster"
+            in refused["error"]), refused["error"][-1500:]
+    assert "Traceback" not in refused["error"]
+    assert not refused["mutating"] and refused["after"] == run["seeded"]["after"]
+
+
+def test_an_ordinary_run_goes_through_while_the_stage_before_is_ahead(run):
+    ordinary = run["ordinary run while the stage before is ahead"]
+    assert ordinary["ok"], ordinary["error"][-1500:]
+    assert not ordinary["mutating"]
+
+
 def test_the_preview_shows_the_whole_chain_replaced_and_changes_nothing(run):
     preview = run["preview rapid -> regular"]
     assert preview["ok"], preview["error"]
@@ -113,6 +130,8 @@ def engine_changes(step: dict) -> dict[str, str]:
     """Resource name -> the engine's change, from its per-resource events."""
     changes: dict[str, str] = {}
     for _type, name, op in step["steps"]:
+        if op in ("read", "refresh"):  # the gate's StackReferences are reads, not changes
+            continue
         kind = {"create-replacement": "replace", "delete-replaced": "replace", "replace": "replace"}.get(op, op)
         if changes.get(name) != "replace":
             changes[name] = kind
@@ -145,6 +164,6 @@ def test_the_offline_plan_agrees_with_the_real_engine(run, tmp_path, step, base,
 
     def config(edit: dict[str, str]) -> dict[str, str]:
         extra = {k: v for k, v in edit.items() if k != "releaseChannel"}
-        return stack_config(edit.get("releaseChannel", "rapid"), extra or None)
+        return stack_config(edit.get("releaseChannel", "rapid"), extra or None, gated=True)
 
     assert offline_changes(tmp_path, config(base), config(new)) == engine_changes(run[step])
