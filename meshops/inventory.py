@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 
@@ -12,6 +13,11 @@ from meshops.process import Runner
 
 INJECTION_LABELS = ("istio-injection", "istio.io/rev")
 SIDECAR = "istio-proxy"
+GATEWAY_TEMPLATE = "inject.istio.io/templates"
+"""Pod-template annotation naming the injection template; `gateway` for an injected gateway,
+whose istio-proxy container has `image: auto` until the injector fills it in (Istio docs,
+"Installing Gateways", gateway injection)."""
+INJECTION_STATUS = "sidecar.istio.io/status"
 MESH_NAMESPACES = ("istio-system", "asm-system")
 # Managed Cloud Service Mesh runs nothing of its own in these namespaces except this one;
 # anything else there (an ingress gateway, say) is the user's and is not in the backup.
@@ -66,8 +72,23 @@ class Workload:
 
 
 def has_sidecar(pod: dict) -> bool:
+    """An injected istio-proxy: a gateway's own `image: auto` placeholder does not count."""
     spec = pod.get("spec") or {}
-    return any(c.get("name") == SIDECAR for c in (spec.get("containers") or []) + (spec.get("initContainers") or []))
+    return any(c.get("name") == SIDECAR and c.get("image") != "auto"
+               for c in (spec.get("containers") or []) + (spec.get("initContainers") or []))
+
+
+def is_gateway(pod: dict) -> bool:
+    """A gateway pod: its template asks for the gateway injection template, or the injector
+    recorded it used it (the status annotation's `templates`)."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if "gateway" in [t.strip() for t in str(annotations.get(GATEWAY_TEMPLATE, "")).split(",")]:
+        return True
+    try:
+        status = json.loads(annotations.get(INJECTION_STATUS) or "{}")
+    except ValueError:
+        return False
+    return isinstance(status, dict) and "gateway" in (status.get("templates") or [])
 
 
 def injected_pods(runner: Runner, kube: Kube) -> list[dict]:

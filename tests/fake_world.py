@@ -42,6 +42,7 @@ from meshops.context import revision_of
 from meshops.process import StepFailed, Tools
 
 PROJECT_NUMBER = "123456789012"
+GATEWAY_TEMPLATE = "inject.istio.io/templates"
 PROXY_VERSIONS = {"asm-managed-rapid": "1.22.1-asm.1", "asm-managed": "1.20.8-asm.33", "asm-managed-stable": "1.19.10-asm.6"}
 ISTIO_KINDS = {
     "networking.istio.io": [("virtualservices", "VirtualService"), ("gateways", "Gateway"), ("destinationrules", "DestinationRule"),
@@ -208,26 +209,37 @@ class FakeCluster:
                     and (o["metadata"].get("ownerReferences") or [{}])[0].get("name") == owner[1]]:
             del self.objects[key]
         revision = self.injection_for(namespace)
+        workload = self.objects.get((f"{kind.lower()}s", namespace, name)) or {}
+        template_annotations = (((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        gateway = template_annotations.get(GATEWAY_TEMPLATE) == "gateway"
         for _ in range(replicas):
             self.pod_counter += 1
-            containers = [{"name": "app", "image": "example/app:1"}]
-            annotations = {}
+            annotations = dict(template_annotations)
+            if gateway:
+                # A gateway's only container is istio-proxy with `image: auto`, which the
+                # injector's gateway template replaces; un-injected it cannot be pulled
+                # (Istio docs, "Installing Gateways"; testbed/managed_mesh/injector.py).
+                image = f"gcr.io/gke-release/asm/proxyv2:{PROXY_VERSIONS[revision]}" if revision else "auto"
+                containers = [{"name": "istio-proxy", "image": image}]
+            else:
+                containers = [{"name": "app", "image": "example/app:1"}]
+                if revision:
+                    containers.append({"name": "istio-proxy", "image": f"gcr.io/gke-release/asm/proxyv2:{PROXY_VERSIONS[revision]}"})
             if revision:
-                containers.append({"name": "istio-proxy", "image": f"gcr.io/gke-release/asm/proxyv2:{PROXY_VERSIONS[revision]}"})
-                annotations["sidecar.istio.io/status"] = json.dumps({"revision": revision})
+                annotations["sidecar.istio.io/status"] = json.dumps({"revision": revision, "templates": ["gateway" if gateway else "sidecar"]})
             self.put("pods", {"metadata": {"name": f"{name}-{self.pod_counter}", "namespace": namespace, "annotations": annotations,
                                            "ownerReferences": [{"kind": owner[0], "name": owner[1]}]},
                               "spec": {"containers": containers}})
 
-    def add_deployment(self, namespace: str, name: str, replicas: int = 2) -> None:
-        self.put("deployments", {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas}})
+    def add_deployment(self, namespace: str, name: str, replicas: int = 2, gateway: bool = False) -> None:
+        template = {"metadata": {"annotations": {GATEWAY_TEMPLATE: "gateway"}}} if gateway else {}
+        self.put("deployments", {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": replicas, "template": template}})
         self.put("replicasets", {"metadata": {"name": f"{name}-rs", "namespace": namespace,
                                               "ownerReferences": [{"kind": "Deployment", "name": name}]}})
         self.start_pods(namespace, "Deployment", name, replicas)
 
     def injected_pods(self, revision: str | None = None) -> list[dict]:
-        pods = [o for (r, _, _), o in self.objects.items() if r == "pods"
-                and any(c["name"] == "istio-proxy" for c in o["spec"]["containers"])]
+        pods = [o for (r, _, _), o in self.objects.items() if r == "pods" and "sidecar.istio.io/status" in o["metadata"]["annotations"]]
         return [p for p in pods if revision is None or json.loads(p["metadata"]["annotations"]["sidecar.istio.io/status"])["revision"] == revision]
 
     def istio_objects(self) -> dict[tuple[str, str, str], dict]:

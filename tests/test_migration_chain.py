@@ -419,3 +419,24 @@ def test_the_cni_is_deleted_in_the_foreground():
     chain.up()
     (cni,) = [c for c in world.calls if c[0] == "kubectl" and c[2:5] == ["delete", "daemonset", "istio-cni-node"]]
     assert "--cascade=foreground" in cni and "--wait=true" in cni
+
+
+def gateway_images(cluster) -> list[str]:
+    return sorted(c["image"] for (r, ns, _), p in cluster.objects.items() if r == "pods" and ns == "katayan-gateway"
+                  and p["metadata"]["name"].startswith("ingress-") for c in p["spec"]["containers"])
+
+
+def test_gateways_keep_serving_through_uninject_and_come_back_on_the_new_revision():
+    """A gateway restarted without an injector cannot pull `image: auto` (issue "Correct on a
+    real fleet", item 12; testbed/managed_mesh shows it on a real API server)."""
+    world, cluster, chain = field_report_run()
+    cluster.add_deployment("katayan-gateway", "ingress", replicas=2, gateway=True)
+    assert gateway_images(cluster) == ["gcr.io/gke-release/asm/proxyv2:1.22.1-asm.1"] * 2
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="purge")
+    assert gateway_images(cluster) == ["gcr.io/gke-release/asm/proxyv2:1.22.1-asm.1"] * 2, "not restarted: still serving"
+    uninject = json.loads(chain.state["uninject"].stdout)
+    assert uninject["gateways_kept"] == ["katayan-gateway/deployment/ingress"]
+    assert "katayan-gateway/deployment/web" in uninject["restarted"]
+    chain.up()
+    assert gateway_images(cluster) == ["gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33"] * 2, "restarted by reinject on the new revision"

@@ -7,12 +7,13 @@ from typing import Any
 
 from meshops import gcloud, record
 from meshops.context import StepInput
-from meshops.inventory import INJECTION_LABELS, injected_pods, injection_labels, owners_of, restart
+from meshops.inventory import INJECTION_LABELS, injected_pods, injection_labels, is_gateway, owners_of, restart
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
-SUMMARY = 'Removes namespace injection labels and rollout-restarts injected workloads.'
+SUMMARY = ("Removes namespace injection labels and rollout-restarts injected workloads, except gateways: restarted without "
+           "an injector their `image: auto` cannot be pulled, so they keep serving until reinject restarts them on the new revision.")
 STOPS = "a migration record that is not this run's"
 NEEDS_DECISION = True
 NEEDS_BACKUP = False
@@ -38,11 +39,18 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         labelled = injection_labels(runner, kube)
         for ns, labels in sorted(labelled.items()):
             runner(kube.label_namespace(ns, {}, sorted(labels)))
-        restarted, orphans = [], []
+        restarted, orphans, gateways = [], [], []
         if inp.options.restart_workloads:
-            workloads, orphans = owners_of(injected_pods(runner, kube), items(runner, kube.get("replicasets", all_namespaces=True)))
-            restarted = restart(runner, kube, workloads)
+            pods = injected_pods(runner, kube)
+            replicasets = items(runner, kube.get("replicasets", all_namespaces=True))
+            gateway_workloads, _ = owners_of([p for p in pods if is_gateway(p)], replicasets)
+            workloads, orphans = owners_of([p for p in pods if not is_gateway(p)], replicasets)
+            restarted = restart(runner, kube, workloads - gateway_workloads)
+            gateways = sorted(f"{w.namespace}/{w.ref}" for w in gateway_workloads)
     if orphans:
         tools.log(f"[{inp.ctx.cluster}] uninject: pods without a restartable owner keep their sidecar until deleted: {', '.join(orphans[:10])}")
+    if gateways:
+        tools.log(f"[{inp.ctx.cluster}] uninject: {len(gateways)} gateway(s) keep serving with their proxy until reinject restarts them")
     tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")
-    return {"cluster": inp.ctx.cluster, "unlabelled": sorted(labelled), "restarted": restarted, "not_restarted": orphans}
+    return {"cluster": inp.ctx.cluster, "unlabelled": sorted(labelled), "restarted": restarted, "not_restarted": orphans,
+            "gateways_kept": gateways}
