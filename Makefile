@@ -11,7 +11,7 @@ SEED   ?=
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: plan test e2e testbed rehearse clean
+.PHONY: plan test e2e testbed rehearse clean policy-venv
 
 $(RUNTIME): requirements.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) >&2
@@ -21,6 +21,15 @@ $(RUNTIME): requirements.txt
 
 $(DEV): $(RUNTIME) requirements-dev.txt
 	@$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt >&2
+	@touch $@
+
+# The policy pack's own venv (policy/PulumiPolicy.yaml names it): needed by
+# `pulumi preview --policy-pack policy`, CI and `meshops rollout`.
+policy-venv: policy/venv/.installed
+
+policy/venv/.installed: policy/requirements.txt
+	@test -x policy/venv/bin/python || $(PYTHON) -m venv policy/venv >&2
+	@policy/venv/bin/python -m pip install --quiet --disable-pip-version-check -r policy/requirements.txt >&2
 	@touch $@
 
 plan: $(RUNTIME)

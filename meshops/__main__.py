@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     rollout.add_argument("--action", choices=["preview", "up"], default="preview")
     rollout.add_argument("--parallel", type=int, default=1, help="stacks of one wave run together (default 1)")
     rollout.add_argument("--dir", type=Path, default=Path("."), help="the Pulumi project folder (default: here)")
+    rollout.add_argument("--yes", action="store_true",
+                         help="with --action up: update each wave after its preview without asking (the preview still runs)")
     status = sub.add_parser("status", help="read-only, live state of a stack's clusters and any migration in flight")
     status.add_argument("--config", required=True, type=Path, help="stack file, e.g. Pulumi.prod.yaml")
     status.add_argument("--stack", help="stack name (default: from the file name)")
@@ -84,11 +86,17 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from meshops.rollout import AutomationWorkspace, RolloutError, parse_waves, rollout
+    from meshops.rollout import AutomationWorkspace, RolloutError, ask_on_terminal, describe_changes, parse_waves, rollout
 
+    def confirmed_by_flag(previews) -> bool:
+        for result in previews:
+            print(f"--yes: updating after preview: {describe_changes(result)}")
+        return True
+
+    confirm = confirmed_by_flag if args.yes else ask_on_terminal() if sys.stdin.isatty() else None
     try:
         waves = parse_waves(args.stacks)
-        results = rollout(waves, args.action, AutomationWorkspace(args.dir), args.parallel, print)
+        results = rollout(waves, args.action, AutomationWorkspace(args.dir), args.parallel, print, confirm)
     except RolloutError as error:
         print(f"meshops rollout: {error}", file=sys.stderr)
         return 2
@@ -171,15 +179,24 @@ def _run(words: list[str]) -> int:
     from meshops.execute import execute
     from meshops.keep import KeepError
 
+    from meshops.process import redact_object_names
+    from meshops.steps import STEPS
+
     name = words[0] if words[0] != "keep" else f"keep {words[1]}"
     cluster = os.environ.get("GKE_MESH_CLUSTER", "?")
+    # A step whose output is secret in state (CLUSTER_DATA) logs stderr in plain text, and
+    # a failed command's output reaches the logs either way: its lines go out without
+    # Kubernetes object names (meshops.process.redact_object_names).
+    private = getattr(STEPS.get(words[1] if words[0] == "keep" else words[0]), "CLUSTER_DATA", False)
+    shown = redact_object_names if private else (lambda text: text)
+    tools = Tools(log=lambda line: print(shown(line), file=sys.stderr, flush=True)) if private else Tools()
     try:
-        out = execute(words, os.environ, Tools())
+        out = execute(words, os.environ, tools)
     except (ContextError, KeepError) as error:
         print(f"meshops {name}: {error}", file=sys.stderr)
         return 1
     except StepFailed as error:
-        print(f"meshops {name} [{cluster}]: {error}; then re-run `pulumi up`: it resumes at this step", file=sys.stderr)
+        print(f"meshops {name} [{cluster}]: {shown(str(error))}; then re-run `pulumi up`: it resumes at this step", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"meshops {name} [{cluster}]: interrupted; re-run `pulumi up`: it resumes at this step", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,49 @@ def shown(argv: Sequence[str]) -> str:
     """A command for a message: the first words, without the private kubeconfig path."""
     words = [a for a in argv if not a.startswith("--kubeconfig=")]
     return " ".join(words[:5]) + (" …" if len(words) > 5 else "")
+
+
+_BACKTICKED = re.compile(r"`([^`]*)`")
+_QUOTED = re.compile(r'"[^"\s]{1,253}"')
+_KIND_SLASH_NAME = re.compile(r"(?<![/:\w.-])([a-z][a-z0-9-]*(?:\.[a-z0-9-]+)*)/[a-z0-9][a-z0-9.-]*")
+_FAILED = "failed (exit "
+
+
+def _redact_command(text: str) -> str:
+    words = text.split()
+    if not words or words[0] != "kubectl":
+        return text
+    out, positional = [], 0
+    for word in words:
+        if word.startswith("--namespace="):
+            out.append("--namespace=<namespace>")
+        elif word.startswith("-") or word in ("…", "kubectl"):
+            out.append(word)
+        else:
+            positional += 1
+            # kubectl VERB [SUBVERB] KIND[/NAME] [NAME]: keep the verb and kind, not names
+            if "/" in word:
+                out.append(word.split("/", 1)[0] + "/<name>")
+            elif positional <= 2:
+                out.append(word)
+            else:
+                out.append("<name>")
+    return " ".join(out)
+
+
+def redact_object_names(text: str) -> str:
+    """A failure or progress line of a step whose output is secret in state
+    (CLUSTER_DATA): the same line without Kubernetes object names. kubectl commands in
+    backticks keep their verb and kind (`kubectl rollout restart deployment/<name>
+    --namespace=<namespace>`); a double-quoted token, the way kubectl and the API server
+    name an object (`deployments.apps "web" not found`), becomes "<name>", and so does the
+name in `kind/name` in a failed command's error line. What a step
+    itself interpolates (a list of namespaces, say) is the step's to leave out."""
+    text = _QUOTED.sub('"<name>"', _BACKTICKED.sub(lambda m: f"`{_redact_command(m.group(1))}`", text))
+    if _FAILED in text:  # a CLI's own error line: `deployments/web`-style references too
+        head, tail = text.split(_FAILED, 1)
+        text = head + _FAILED + _KIND_SLASH_NAME.sub(lambda m: f"{m.group(1)}/<name>", tail)
+    return text
 
 
 def cause_of(stderr_line: str) -> str:

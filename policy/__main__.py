@@ -1,4 +1,6 @@
-"""The gke-mesh policy pack: `pulumi preview --policy-pack policy`."""
+"""The gke-mesh policy pack: `pulumi preview --policy-pack policy` (create its venv first:
+`make policy-venv`, i.e. `python3 -m venv policy/venv && policy/venv/bin/pip install -r
+policy/requirements.txt`; PulumiPolicy.yaml names that venv)."""
 
 from pulumi_policy import (
     EnforcementLevel,
@@ -28,5 +30,11 @@ PolicyPack(
                               validate=rules.no_rapid_in_prod, enforcement_level=MANDATORY,
                               config_schema=PolicyConfigSchema(properties={
                                   "prodStackPattern": {"type": "string", "default": rules.DEFAULT_PROD_PATTERN}})),
+        StackValidationPolicy(name="backups-in-a-bucket", description=rules.backups_in_a_bucket.__doc__,
+                              validate=rules.backups_in_a_bucket, enforcement_level=MANDATORY,
+                              config_schema=PolicyConfigSchema(properties={
+                                  "devStackPattern": {"type": "string", "default": rules.DEFAULT_DEV_PATTERN}})),
+        StackValidationPolicy(name="relaxed-security-is-restored", description=rules.relaxed_security_is_restored.__doc__,
+                              validate=rules.relaxed_security_is_restored, enforcement_level=MANDATORY),
     ],
 )
