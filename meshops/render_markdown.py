@@ -10,6 +10,12 @@ from meshops.diff import summary
 from meshops.steps import STEPS
 
 MARK = {"none": "·", "create": "+ create", "update": "~ update", "replace": "± replace", "delete": "- delete"}
+NOT_COMPARED = "not compared"
+"""A plan without a base (`BASE=`/`--base`) knows nothing of changes: saying "unchanged" would be a lie."""
+
+
+def _mark(resource: dict[str, Any]) -> str:
+    return MARK[resource["change"]] if "change" in resource else NOT_COMPARED
 _CLUSTER_ROLES_AFTER_CHAIN = ("membership", "mesh-management", "kubernetes-provider", "mesh-namespace", "cluster", "node-pool")
 
 
@@ -25,7 +31,7 @@ def _env(resource: dict[str, Any]) -> dict[str, str]:
 def _counts_line(plan: dict[str, Any]) -> str:
     counts = summary(plan)
     if "change" not in (plan["resources"][0] if plan["resources"] else {}):
-        return f"{len(plan['resources'])} resources"
+        return f"{len(plan['resources'])} resources; changes: {NOT_COMPARED}"
     parts = [f"{n} {change}" for change, n in counts.items() if n and change != "none"]
     return f"{len(plan['resources'])} resources; changes: {', '.join(parts) or 'none'}"
 
@@ -34,7 +40,7 @@ def _step_rows(resources: list[dict[str, Any]]) -> list[str]:
     rows = ["| # | step | change | what it does | what can stop it |", "|---|---|---|---|---|"]
     for number, r in enumerate(resources, 1):
         step = STEPS[r["step"]]
-        rows.append(f"| {number} | `{r['step']}` | {MARK[r.get('change', 'none')]} | {_md(step.SUMMARY)} | {_md(step.STOPS) or '–'} |")
+        rows.append(f"| {number} | `{r['step']}` | {_mark(r)} | {_md(step.SUMMARY)} | {_md(step.STOPS) or '–'} |")
     return rows
 
 
@@ -51,11 +57,15 @@ def render(plan: dict[str, Any], base_label: str | None = None) -> str:
     clusters = sorted({r["cluster"] for r in resources if r["cluster"]})
     out = [f"# Runbook: stack `{plan['stack']}`", "",
            f"Target channel **{', '.join(channels) or 'n/a'}** · {len(clusters)} cluster(s) · {_counts_line(plan)}"]
+    if not base_label and not any("change" in r for r in resources):
+        out += ["", f"Changes: **{NOT_COMPARED}**. This lists every step as declared; nothing here says what would run. "
+                "To mark each resource with its change, compare with the deployed code: "
+                "`make plan STACK=<stack> FORMAT=markdown BASE=origin/main`."]
     if base_label:
         out += ["", f"Changes are relative to `{base_label}`: ± replace re-runs a step, ~ update keeps a step's last result and runs nothing (only `release-channel` acts on an update: it changes the channel), · unchanged."]
     shared = [r for r in resources if r["cluster"] is None and r["step"]]
     out += ["", "## Shared by every cluster", "", "| change | role | resource |", "|---|---|---|"]
-    out += [f"| {MARK[r.get('change', 'none')]} | `{r['step']}` | {r['name']} |" for r in shared]
+    out += [f"| {_mark(r)} | `{r['step']}` | {r['name']} |" for r in shared]
     for cluster in clusters:
         own = [r for r in resources if r["cluster"] == cluster]
         chain = [r for r in own if r["step"] in STEPS]
@@ -72,7 +82,7 @@ def render(plan: dict[str, Any], base_label: str | None = None) -> str:
         out += _step_rows(chain)
         declared = [r for r in own if r["step"] in _CLUSTER_ROLES_AFTER_CHAIN]
         if declared:
-            out += ["", "Declared alongside: " + ", ".join(f"`{r['step']}` {r['name']} ({MARK[r.get('change', 'none')]})" for r in declared)]
+            out += ["", "Declared alongside: " + ", ".join(f"`{r['step']}` {r['name']} ({_mark(r)})" for r in declared)]
         out += ["", *_calls(chain)]
     deleted = [r for r in resources if r.get("change") == "delete"]
     if deleted:

@@ -181,3 +181,92 @@ def test_workflows_follow_the_promotion_order_and_least_privilege():
                 assert len(ref) == 40 or "#" in line, f"{workflow.name}: {line.strip()} is neither SHA-pinned nor commented"
     up = yaml.safe_load((ROOT / ".github/workflows/pulumi-up.yml").read_text())["jobs"]["up"]
     assert up["environment"] == "${{ inputs.stack }}"
+
+
+def test_runbook_without_base_says_not_compared_never_unchanged():
+    text = render_markdown.render(build_plan(ROOT / "Pulumi.dev.yaml"))
+    header = text.split("\n## ", 1)[0]
+    assert "changes: not compared" in header and "BASE=" in header
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith(("| #", "| change"))]
+    change_cells = [line.split(" | ")[0][2:] if line.startswith("| not") else line.split(" | ")[2] for line in rows]
+    assert rows and set(change_cells) == {"not compared"}, set(change_cells)
+    assert "unchanged" not in text and "(·)" not in text
+
+
+def test_readme_quick_start_leads_with_the_markdown_runbook():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    assert quick.strip().splitlines()[0].startswith("make plan STACK=dev FORMAT=markdown")
+
+
+def big_stack(tmp_path, n: int, **migration) -> Path:
+    projects = ["my-project-123456", "fleet-apps-234567", "fleet-data-345678"]
+    return stack_file(tmp_path, f"big{n}", lambda c: c.update({
+        "gke-mesh:clusters": [{"name": f"cluster-{i:02d}", "location": ["asia-northeast1", "europe-west4-b", "us-central1"][i % 3],
+                               "project": projects[i % 3], **({"meshNamespaces": ["shop"]} if i % 7 == 0 else {})}
+                              for i in range(n)],
+        "gke-mesh:migration": {**c["gke-mesh:migration"], **migration}}))
+
+
+def check_mermaid_structure(text: str) -> tuple[set[str], list[str]]:
+    """Every line is one of the forms the renderer writes; subgraphs close; ids are unique;
+    edges join defined nodes or subgraphs. Returns (node ids, edge lines)."""
+    import re
+
+    forms = [r"flowchart TB", r'  subgraph (\w+)\["[^"\n]+"\]', r"    direction (TB|LR)", r"  end",
+             r'    (n\d+)\["[^"\n]+"\](:::\w+)?', r"  (n\d+) --> (n\d+)", r'  (n\d+) -\.->\|"[^"\n]+"\| (n\d+)', r"  classDef \w+ \S+"]
+    nodes, subgraphs, edges, depth = [], [], [], 0
+    for line in text.rstrip("\n").split("\n"):
+        match = next((m for m in (re.fullmatch(f, line) for f in forms) if m), None)
+        assert match, f"not a form the renderer writes: {line!r}"
+        if line.startswith("  subgraph"):
+            depth += 1
+            subgraphs.append(match.group(1))
+        elif line == "  end":
+            depth -= 1
+        elif line.startswith("    n"):
+            nodes.append(match.group(1))
+        elif "--" in line or "-." in line:
+            edges.append(line)
+            assert {match.group(1), match.group(2)} <= set(nodes), line
+        assert depth in (0, 1)
+    assert depth == 0
+    assert len(nodes) == len(set(nodes)) and len(subgraphs) == len(set(subgraphs)) and not set(nodes) & set(subgraphs)
+    assert '"' not in "".join(re.sub(r'\["[^"\n]*"\]|\|"[^"\n]*"\|', "", line) for line in text.split("\n"))
+    return set(nodes), edges
+
+
+@pytest.mark.parametrize("migration", [{}, {"maxParallel": 1000}], ids=["one-at-a-time", "all-parallel"])
+def test_mermaid_of_sixty_clusters_fits_mermaids_limit(tmp_path, migration):
+    plan = build_plan(big_stack(tmp_path, 60, **migration), "big")
+    text = render_mermaid.render(plan)
+    assert len(text) < render_mermaid.MERMAID_MAX_TEXT, len(text)
+    nodes, edges = check_mermaid_structure(text)
+    titles = " ".join(line for line in text.splitlines() if line.startswith("  subgraph c"))
+    assert all(f"cluster-{i:02d}" in titles for i in range(60)), "every cluster is named"
+    assert "(× " in titles, "clusters with the same chain are drawn once"
+    labels = [line.split('["', 1)[1].split('"]')[0] for line in text.splitlines() if line.startswith("    n")]
+    assert labels.count("namespace shop") >= 1 and labels.count("kubernetes-provider") >= 1
+    provider = {line.split("[")[0].strip() for line in text.splitlines() if '["kubernetes-provider"]' in line}
+    assert all(any(e.startswith(f"  {p} --> ") for e in edges) for p in provider), "the provider feeds its namespaces"
+    crossing = [e for e in edges if "then the next cluster" in e]
+    assert bool(crossing) == (not migration), "maxParallel's edges between clusters are drawn, and only then"
+
+
+def test_mermaid_draws_every_cluster_while_it_fits(tmp_path):
+    plan = build_plan(big_stack(tmp_path, 12), "big")
+    text = render_mermaid.render(plan)
+    check_mermaid_structure(text)
+    assert "(× " not in text and text.count("  subgraph c") == 12
+
+
+def test_provider_and_promotion_gate_feed_what_they_serve():
+    dev = render_mermaid.render(build_plan(ROOT / "Pulumi.dev.yaml"))
+    _, edges = check_mermaid_structure(dev)
+    ids = {line.split('["', 1)[1].split('"]')[0]: line.split("[")[0].strip() for line in dev.splitlines() if line.startswith("    n")}
+    for namespace in ("namespace katayan", "namespace katayan-gateway"):
+        assert f"  {ids['kubernetes-provider']} --> {ids[namespace]}" in edges
+    prod = render_mermaid.render(build_plan(ROOT / "Pulumi.prod.yaml"))
+    _, edges = check_mermaid_structure(prod)
+    gates = [line.split("[")[0].strip() for line in prod.splitlines() if '["promotion gate' in line]
+    assert len(gates) == 2 and all(any(e.startswith(f"  {g} --> ") for e in edges) for g in gates)
