@@ -8,28 +8,31 @@ from typing import Any
 import pulumi
 
 from components.channel import ReleaseChannel
-from components.cluster import ManagedCluster
 from components.fleet import FleetMembership, MeshFeature
 from components.management import MeshManagement
 from components.migration import MigrationChain
 from components.services import ProjectServices
 from components.settings import Cluster, Settings
-from meshops.context import Options, StepContext
+from meshops.context import Options, StepContext, revision_of
 
 MESH_APIS = ("mesh.googleapis.com", "connectgateway.googleapis.com", "gkehub.googleapis.com")
 VERIFY_FIELDS = ("verified", "run_id", "control_plane_state", "data_plane_state", "revision", "implementation", "proxy_images")
 
 
-def verify_outputs(stdout: str | None) -> dict[str, Any]:
+def verify_outputs(stdout: str | None, channel: str) -> dict[str, Any]:
     """`clusters.<name>.last_verify`: what the verify step found when it last ran. Named for
     what it is: a Command's stdout is as old as its last run (`pulumi refresh` never
-    re-runs a command), so this is the last migration's proof, not a live reading."""
+    re-runs a command), so this is the last migration's proof, not a live reading.
+
+    `verified` holds only for `channel`, the channel this cluster is exported with: a run
+    that registers the outputs without running the chain (`pulumi up --target ...`) exports
+    the new channel beside the old channel's proof, which must not read as verified."""
     try:
         result = json.loads(stdout or "")
     except ValueError:
         result = {}
     return {
-        "verified": result.get("verified", False) is True,
+        "verified": result.get("verified", False) is True and result.get("revision") == revision_of(channel),
         "run_id": result.get("run_id", ""),
         "control_plane_state": result.get("control_plane_state", "UNKNOWN"),
         "data_plane_state": result.get("data_plane_state", "UNKNOWN"),
@@ -58,6 +61,9 @@ class ClusterMesh(pulumi.ComponentResource):
         management_apis = fleet_services.only(*MESH_APIS)
         owned = None
         if cluster.mode == "create":
+            # Imported here: pulumi_gcp.container takes ~0.2 s to load and adopted clusters never need it.
+            from components.cluster import ManagedCluster
+
             owned = ManagedCluster(f"{cluster.name}-managed-cluster", cluster, settings.project, cluster.release_channel,
                                    container_api, opts=child)
         base = [*container_api, *fleet_services.only("gkehub.googleapis.com"), *([owned] if owned else [])]
@@ -77,14 +83,15 @@ class ClusterMesh(pulumi.ComponentResource):
         management = MeshManagement(f"{cluster.name}-management", cluster, settings.project, feature, membership,
                                     [*management_apis, channel.command, *enabled], opts=child)
         if cluster.mesh_namespaces:
-            # Imported here: pulumi_kubernetes takes ~0.3 s to load and most stacks never need it.
             from components.injection import MeshNamespaces
 
             ready = chain.steps["wait-ready"] if chain else management.feature_membership
             MeshNamespaces(f"{cluster.name}-mesh-namespaces", cluster, ctx, [ready],
                            created=owned.cluster if owned else None, opts=child)
 
-        verified = chain.steps["verify"].stdout.apply(verify_outputs) if chain else pulumi.Output.from_input(verify_outputs(None))
+        channel_now = cluster.release_channel
+        verified = (chain.steps["verify"].stdout.apply(lambda stdout: verify_outputs(stdout, channel_now)) if chain
+                    else pulumi.Output.from_input(verify_outputs(None, channel_now)))
         self.outputs = pulumi.Output.all(membership.name, verified).apply(lambda values: {
             "project": cluster.project,
             "location": cluster.location,
@@ -107,7 +114,8 @@ def step_options(cluster: Cluster, stack: str) -> Options:
     return Options(stack=stack, backup_uri=m.backup_uri, relax_security=m.relax_security,
                    remove_authorization_policies=m.remove_authorization_policies, restart_workloads=m.restart_workloads,
                    purge_crds=m.purge_crds, wait_timeout_seconds=m.wait_timeout_seconds, allow_local_backup=m.allow_local_backup,
-                   accept_traffic_director=m.accept_traffic_director)
+                   accept_traffic_director=m.accept_traffic_director, reregister_membership=m.reregister_membership,
+                   accept_membership_features=",".join(m.accept_membership_features) or "none")
 
 
 class MeshPlatform(pulumi.ComponentResource):

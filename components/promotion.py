@@ -44,13 +44,18 @@ def gate_problem(stage: str, target: str, outputs: Any) -> str | None:
 
 def moving(settings: Settings, deployed: Any) -> dict[str, list[str]]:
     """Target channel -> this stack's clusters moving to it: those whose last deployed
-    channel (this stack's own outputs) differs. A first deployment moves every cluster."""
+    channel (this stack's own outputs) differs, and those exported with the target but whose
+    migration ran without verifying it (a `pulumi up --target` registers the new channel
+    beside the old proof: components/platform.py verify_outputs). A first deployment moves
+    every cluster."""
     clusters = deployed.get("clusters") if isinstance(deployed, dict) else None
     clusters = clusters if isinstance(clusters, dict) else {}
     targets: dict[str, list[str]] = {}
     for cluster in settings.clusters:
-        was = clusters.get(cluster.name, {}).get("release_channel") if isinstance(clusters.get(cluster.name), dict) else None
-        if was != cluster.release_channel:
+        was = clusters.get(cluster.name) if isinstance(clusters.get(cluster.name), dict) else {}
+        last = was.get("last_verify") if isinstance(was.get("last_verify"), dict) else {}
+        unproven = bool(last.get("run_id")) and last.get("verified") is not True
+        if was.get("release_channel") != cluster.release_channel or unproven:
             targets.setdefault(cluster.release_channel, []).append(cluster.name)
     return targets
 
@@ -91,4 +96,5 @@ async def enforce(settings: Settings) -> None:
             pulumi.log.warn(f"promotion gate overridden (force): {problem}; reason: {promotion.reason}")
             continue
         raise ConfigError(f"gke-mesh:promotion: {problem} (moving {', '.join(names)} to {target}); promote only after it "
-                          "verifies, or set gke-mesh:promotion.force with a reason")
+                          "verifies, or set gke-mesh:promotion.force with a reason (also to resume a migration already "
+                          "under way here: see README, When a migration fails)")

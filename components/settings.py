@@ -81,6 +81,9 @@ class Migration:
     """At most this many clusters of the stack migrate at once (blast radius: one by default)."""
     allow_local_backup: bool = False
     """Accept a local backupUri on a CI runner (whose disk, and backup, go with the job)."""
+    accept_membership_features: tuple[str, ...] = ()
+    """Fleet features (other than servicemesh) bound to the membership that re-registration
+    may drop, acknowledged by name (their per-membership specs are saved elsewhere)."""
     accept_traffic_director: bool = False
     """Migrate an ISTIOD cluster that holds kinds TRAFFIC_DIRECTOR ignores (EnvoyFilter,
     WasmPlugin, IstioOperator): re-provisioning may switch the implementation."""
@@ -280,8 +283,19 @@ _MIGRATION_KEYS = {
     "maxParallel": ("max_parallel", lambda key, value: _whole(key, value, 1, 1000)),
     "allowLocalBackup": ("allow_local_backup", _boolean),
     "acceptTrafficDirector": ("accept_traffic_director", _boolean),
+    "acceptMembershipFeatures": ("accept_membership_features", lambda key, value: _feature_names(key, value)),
     "rerun": ("rerun", lambda key, value: _string(key, value, _RERUN_RE, _RERUN_RULE)),
 }
+
+
+_FEATURE_RE = re.compile(r"[a-z][a-z0-9]{1,40}")
+
+
+def _feature_names(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and _FEATURE_RE.fullmatch(v) for v in value):
+        raise ConfigError(f"{key}: expected a list of fleet feature names such as [configmanagement, policycontroller], "
+                          f"got {show(value)}")
+    return tuple(sorted(set(value)))
 
 
 def _whole(key: str, value: Any, low: int, high: int) -> int:

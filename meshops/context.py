@@ -72,6 +72,13 @@ class Options:
     wait_timeout_seconds: int = 1800
     allow_local_backup: bool = False
     accept_traffic_director: bool = False
+    reregister_membership: bool = True
+    accept_membership_features: str = "none"
+    """Comma-separated fleet features bound to the membership that re-registration may drop
+    ("none": an environment value is never empty)."""
+
+    def accepted_features(self) -> set[str]:
+        return {f for f in self.accept_membership_features.split(",") if f and f != "none"}
 
     def environment(self, names: tuple[str, ...]) -> dict[str, str]:
         """Only the options `names`, as environment variables."""

@@ -33,6 +33,11 @@ def list_memberships(ctx: StepContext) -> list[str]:
     return ["gcloud", "container", "fleet", "memberships", "list", f"--project={ctx.fleet_project}", "--format=json"]
 
 
+def list_features(fleet_project: str) -> list[str]:
+    """Every enabled fleet feature with its per-membership specs (GkeHub v1 ListFeatures)."""
+    return ["gcloud", "container", "fleet", "features", "list", f"--project={fleet_project}", "--format=json"]
+
+
 def describe_mesh(fleet_project: str) -> list[str]:
     return ["gcloud", "container", "fleet", "mesh", "describe", f"--project={fleet_project}", "--format=json"]
 

@@ -114,6 +114,25 @@ def merge_patch(target: dict, patch: dict) -> dict:
     return result
 
 
+IDENTITY_FIELDS = ("principals", "notPrincipals", "namespaces", "notNamespaces")
+"""Source fields of an AuthorizationPolicy rule that match the peer's mTLS identity: a request
+without mTLS (from a workload whose sidecar is gone) has none, so an ALLOW rule needing one
+does not match it (Istio reference, "Authorization Policy": Source.principals and
+Source.namespaces are "only available with mutual TLS")."""
+
+
+def identity_bound_allow(ap: dict) -> bool:
+    """An ALLOW policy (the default action) whose every rule needs a peer identity: during
+    the move it denies plaintext calls from workloads without a sidecar."""
+    spec = ap.get("spec") or {}
+    if spec.get("action", "ALLOW") != "ALLOW" or not spec.get("rules"):
+        return False
+    def needs_identity(rule: dict) -> bool:
+        sources = [(f or {}).get("source") or {} for f in (rule or {}).get("from") or []]
+        return bool(sources) and all(any(source.get(k) for k in IDENTITY_FIELDS) for source in sources)
+    return all(needs_identity(rule) for rule in spec["rules"])
+
+
 def permissive_patch(pa: dict) -> dict | None:
     """The merge patch turning a STRICT PeerAuthentication PERMISSIVE, or None if nothing is STRICT."""
     spec = pa.get("spec") or {}

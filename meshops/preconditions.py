@@ -91,3 +91,40 @@ def gitops_refusal(objects: list[dict], namespaces: list[dict]) -> str | None:
                 "(Config Sync, Argo CD or Flux marks): it would re-create them during the purge and fight the restore; "
                 "pause sync for them first")
     return None
+
+
+def features_bound_to(features: Any, membership: str, location: str, fleet_ids: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(features other than servicemesh with a spec for this membership, features whose
+    config membership it is). Membership keys name the fleet project by id or number
+    (GkeHub v1 Feature.membershipSpecs); `fleet_ids` holds both.
+
+    Why it matters: re-registration deletes the membership, which drops every per-membership
+    spec bound to it (Config Sync, Policy Controller, ...) and, for the config membership of
+    multi-cluster ingress, the feature itself (gcloud reference, `memberships delete` and
+    `memberships unregister`; DOMAIN.md, facts found in review)."""
+    wanted = {f"projects/{project}/locations/{location}/memberships/{membership}" for project in fleet_ids}
+    bound, config_of = [], []
+    for feature in features if isinstance(features, list) else []:
+        name = str(feature.get("name", "")).rsplit("/", 1)[-1]
+        if name == "servicemesh":
+            continue
+        if wanted & set((feature.get("membershipSpecs") or {}).keys()):
+            bound.append(name)
+        spec = feature.get("spec") or {}
+        config_membership = str(((spec.get("multiclusteringress") or {}).get("configMembership")) or "")
+        if config_membership in wanted:
+            config_of.append(name)
+    return sorted(set(bound)), sorted(set(config_of))
+
+
+def features_refusal(bound: list[str], config_of: list[str], accepted: set[str]) -> str | None:
+    if config_of:
+        return (f"its membership is the config membership of {', '.join(config_of)}: re-registering it would break that "
+                "feature for the whole fleet; move the config membership to another cluster first, or set "
+                "gke-mesh:migration.reregisterMembership: false")
+    unacknowledged = [f for f in bound if f not in accepted]
+    if unacknowledged:
+        return (f"fleet features {', '.join(unacknowledged)} are bound to its membership, and re-registration deletes the "
+                "membership with their per-membership specs; save those specs and list the features in "
+                "gke-mesh:migration.acceptMembershipFeatures, or set reregisterMembership: false")
+    return None

@@ -190,10 +190,12 @@ def engine_env(scratch: Path, emulator: GcpEmulator, kube: KubeServer) -> dict[s
 
 
 def open_stack(scratch: Path, env: dict[str, str], config: dict[str, str], name: str = STACK,
-               stack_program: Callable[[], None] = program):
+               stack_program: Callable[[], None] = program, runner: str = ""):
+    """The stack `name` in the bed's backend; `runner` names another machine's workspace
+    (its own project folder and PULUMI_HOME, the same backend)."""
     from pulumi import automation as auto
 
-    for folder in ("pulumi-home", "state", f"project-{name}"):
+    for folder in (f"pulumi-home{runner}", "state", f"project-{name}{runner}"):
         (scratch / folder).mkdir(parents=True, exist_ok=True)
     os.environ.clear()
     os.environ.update(env)  # this process too: the inline program, `pulumi login`
@@ -204,7 +206,7 @@ def open_stack(scratch: Path, env: dict[str, str], config: dict[str, str], name:
     stack = auto.create_or_select_stack(
         stack_name=name, project_name="gke-mesh", program=stack_program,
         opts=auto.LocalWorkspaceOptions(
-            work_dir=str(scratch / f"project-{name}"), pulumi_home=env["PULUMI_HOME"], env_vars=env,
+            work_dir=str(scratch / f"project-{name}{runner}"), pulumi_home=env["PULUMI_HOME"], env_vars=env,
             pulumi_command=auto.PulumiCommand(root=str(cli.parent), skip_version_check=True),
             # main=ROOT: the engine starts providers there, so every Command runs in the
             # project folder as under `pulumi up` (see testbed/engine_chain.py).
@@ -227,6 +229,7 @@ class Bed:
         self.scratch, self.kube, self.mesh, self.emulator = scratch, kube, mesh, emulator
         self.env = engine_env(scratch, emulator, kube)
         self.stack = None
+        self.runner = ""
         self.steps: list[dict[str, Any]] = []
 
     def seed(self, channel: str) -> None:
@@ -239,15 +242,34 @@ class Bed:
         self.kube.kubectl("apply", "-f", "-", input=manifests)
         wait_for_injected_pods(self.kube)
 
-    def action(self, name: str, op: str, config: dict[str, str]) -> dict[str, Any]:
+    def fresh_runner(self, runner: str) -> None:
+        """The next action runs on another machine: nothing of this one's disk (workspace,
+        PULUMI_HOME) but the shared backend and the bucket."""
+        self.runner = runner
+        self.env = {**self.env, "PULUMI_HOME": str(self.scratch / f"pulumi-home{runner}")}
+        self.stack = None
+
+    def gke_channel(self) -> str:
+        return next(c.channel for c in self.emulator.world.clusters.values() if c.name == CLUSTER)
+
+    def action(self, name: str, op: str, config: dict[str, str], stack: str = STACK) -> dict[str, Any]:
+        if stack != STACK:  # another stack of the same project on the same cluster
+            other = open_stack(self.scratch, self.env, config, name=stack)
+            self.emulator.clear_log()
+            result = run_operation(other, op)
+            result.update(name=name, mutating=[f"{m} {p}" for m, p in self.emulator.mutating_requests()],
+                          after=snapshot(self.kube), outputs={}, channel=self.gke_channel())
+            self.steps.append(result)
+            self.stack = None  # open_stack switched the process's environment: reopen ours next time
+            return result
         if self.stack is None:
-            self.stack = open_stack(self.scratch, self.env, config)
+            self.stack = open_stack(self.scratch, self.env, config, runner=self.runner)
         else:
             set_config(self.stack, config)
         self.emulator.clear_log()
         result = run_operation(self.stack, op)
         result.update(name=name, mutating=[f"{m} {p}" for m, p in self.emulator.mutating_requests()],
-                      after=snapshot(self.kube), outputs=self._outputs())
+                      after=snapshot(self.kube), outputs=self._outputs(), channel=self.gke_channel())
         self.steps.append(result)
         return result
 
@@ -297,7 +319,35 @@ def scenario_rapid_to_regular(bed: Bed) -> None:
     bed.action("destroy", "destroy", stack_config("regular", {"waitTimeout": "20m"}, gated=True))
 
 
-SCENARIOS: dict[str, Callable[[Bed], None]] = {"rapid-to-regular": scenario_rapid_to_regular}
+LATE_VIRTUAL_SERVICE = {"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
+                        "metadata": {"name": "late-change", "namespace": "katayan"},
+                        "spec": {"hosts": ["web"], "http": [{"route": [{"destination": {"host": "web"}}]}]}}
+
+
+def scenario_operator_paths(bed: Bed) -> None:
+    """What operators do between runs (issue "Nothing lost"): a run stops after the backup
+    and the mTLS relaxation (GKE refuses the switch to manual once); a teammate adds a
+    VirtualService; the retry runs on a fresh CI runner (no local disk, same backend and
+    bucket) and stops again after the purge and the channel change (the membership's
+    registration is refused once); the PR is reverted (back to rapid) and applied; a second
+    stack is pointed at the same cluster."""
+    bed.seed("rapid")
+    bed.steps.append({"name": "seeded", "after": snapshot(bed.kube), "channel": bed.gke_channel()})
+    bed.action("adopt on rapid", "up", stack_config("rapid"))
+    bed.emulator.fail_next("PATCH", r"/gkehub/v2/.*/features/servicemesh$", 503, "injected: management switch refused once")
+    bed.action("stopped after relax-security", "up", stack_config("regular"))
+    bed.kube.kubectl("apply", "-f", "-", input=json.dumps(LATE_VIRTUAL_SERVICE))
+    bed.steps.append({"name": "teammate added a VirtualService", "after": snapshot(bed.kube), "channel": bed.gke_channel()})
+    bed.fresh_runner("-runner2")
+    bed.emulator.fail_next("POST", r"/gkehub/v1/projects/[^/]+/locations/[^/]+/memberships$", 503, "injected: registration refused once")
+    bed.action("fresh runner: stopped after the purge", "up", stack_config("regular"))
+    bed.action("PR reverted: back to rapid", "up", stack_config("rapid"))
+    bed.action("again on rapid", "up", stack_config("rapid"))
+    bed.action("a second stack on the same cluster", "up", stack_config("regular"), stack="intruder")
+
+
+SCENARIOS: dict[str, Callable[[Bed], None]] = {"rapid-to-regular": scenario_rapid_to_regular,
+                                               "operator-paths": scenario_operator_paths}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -280,6 +280,8 @@ class FakeWorld:
         self.bucket_settings: dict[str, dict] = {}
         self.channel_versions = {ch: ["1.32.3-gke.1000"] for ch in ("rapid", "regular", "stable")}
         self.operations: list[dict] = []
+        self.other_features: list[dict] = []
+        """Fleet features other than servicemesh (Feature messages), for `fleet features list`."""
         self.project_numbers: dict[str, str] = {}
         """Project id -> number (`gcloud projects describe`); unlisted projects: PROJECT_NUMBER."""
         self.stdin: str | None = None
@@ -403,6 +405,10 @@ class FakeWorld:
             return ""
         if words[:4] == ["container", "fleet", "mesh", "describe"]:
             return self._describe_mesh()
+        if words[:4] == ["container", "fleet", "features", "list"]:
+            # GkeHub v1 ListFeatures: every enabled feature with its membershipSpecs, keyed
+            # by project number (gcloud generated client gkehub v1 Feature message).
+            return [self._describe_mesh(), *self.other_features]
         if words[:4] == ["container", "fleet", "mesh", "update"]:
             assert "disable" not in words
             member = self._membership(flags, flags["memberships"])

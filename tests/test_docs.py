@@ -46,6 +46,8 @@ def test_migration_table_matches_keys_and_defaults():
             assert documented == f"{actual // 60}m"
         elif actual == "":
             assert documented == "none", key
+        elif actual == ():
+            assert documented == "[]", key
         else:
             assert documented == (str(actual).lower() if isinstance(actual, bool) else str(actual)), key
 

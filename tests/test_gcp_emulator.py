@@ -180,6 +180,18 @@ def test_enabled_services(g, emu):
     assert "connectgateway.googleapis.com" not in {s["config"]["name"] for s in g.json(gcloud.list_enabled_services(FLEET))}
 
 
+def test_fleet_features_list_feeds_the_bound_features_rule(g, emu):
+    from meshops.preconditions import features_bound_to
+
+    emu.world.other_features = [{"name": f"projects/{FLEET}/locations/global/features/configmanagement",
+                                 "membershipSpecs": {f"projects/{NUMBER}/locations/asia-northeast1/memberships/dev-cluster-1": {}}}]
+    try:
+        listed = g.json(gcloud.list_features(FLEET))
+    finally:
+        emu.world.other_features = []
+    assert features_bound_to(listed, "dev-cluster-1", "asia-northeast1", (FLEET, NUMBER)) == (["configmanagement"], [])
+
+
 # ------------------------------------------------------------------------ fleet
 def test_memberships_list_delete_register(g, emu):
     listed = g.json(gcloud.list_memberships(CTX))

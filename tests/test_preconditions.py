@@ -4,6 +4,8 @@ fleet", items 1, 4 and 5), in the fake world and as pure functions."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from meshops.context import Decision, Options
@@ -22,14 +24,20 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-def refused(world: FakeWorld, cluster, match: str) -> None:
+def refused(world: FakeWorld, cluster, match: str, by_backup_step: bool = False) -> None:
+    """`by_backup_step`: the refusal comes from the backup step, after preflight wrote the
+    migration record (untouched: nothing was changed, a revert or a fix carries on)."""
     before = sorted(cluster.istio_objects())
     with pytest.raises(StepFailed, match=match):
         Chain(world, context(), Options(stack="dev")).up()
     assert not [c for c in world.calls if (c[0] == "gcloud" and any(v in c[:5] for v in MUTATING))
                 or (c[0] == "kubectl" and c[2] in MUTATING)], "refused before any change"
     assert sorted(cluster.istio_objects()) == before
-    assert ("configmaps", "kube-system", "gke-mesh-migration") not in cluster.objects, "no migration started"
+    if by_backup_step:
+        record = json.loads(cluster.objects[("configmaps", "kube-system", "gke-mesh-migration")]["data"]["record"])
+        assert record["phase"] == "planned" and record["backup"] is None, record
+    else:
+        assert ("configmaps", "kube-system", "gke-mesh-migration") not in cluster.objects, "no migration started"
 
 
 def test_a_version_the_target_channel_does_not_offer_is_refused_before_the_teardown():
@@ -142,3 +150,77 @@ def test_a_cluster_in_the_fleet_project_gets_no_cross_project_lines():
     seed_field_report(world)
     Chain(world, context(), Options(stack="dev")).up()
     assert not any("is not the fleet host project" in line for line in world.log)
+
+
+def test_identity_bound_allow_policies_are_warned_about_in_preflight_without_names():
+    world = FakeWorld()
+    cluster = seed_field_report(world)  # allow-gateway: ALLOW from namespaces [katayan-gateway]
+    cluster.put("authorizationpolicies.security.istio.io", {"metadata": {"name": "allow-health", "namespace": "katayan"},
+                                                            "spec": {"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/healthz"]}}]}]}})
+    with pytest.raises(Cancelled):
+        Chain(world, context(), Options(stack="dev")).up(stop_after="preflight")
+    warnings = [line for line in world.log if "preflight: warning:" in line]
+    assert len(warnings) == 1 and "1 AuthorizationPolicies in 1 namespaces allow only callers with an mTLS identity" in warnings[0]
+    assert "allow-gateway" not in warnings[0] and "removeAuthorizationPolicies: true" in warnings[0]
+
+
+def test_identity_bound_allow_rule():
+    from meshops.objects import identity_bound_allow
+
+    def ap(spec):
+        return {"metadata": {"name": "p", "namespace": "n"}, "spec": spec}
+    assert identity_bound_allow(ap({"rules": [{"from": [{"source": {"principals": ["cluster.local/ns/a/sa/b"]}}]}]}))
+    assert not identity_bound_allow(ap({"rules": [{"from": [{"source": {"ipBlocks": ["10.0.0.0/8"]}}]}]}))
+    assert not identity_bound_allow(ap({"action": "DENY", "rules": [{"from": [{"source": {"namespaces": ["x"]}}]}]}))
+    assert not identity_bound_allow(ap({"rules": [{"from": [{"source": {"namespaces": ["x"]}}]}, {"to": [{"operation": {"ports": ["80"]}}]}]}))
+    assert not identity_bound_allow(ap({}))  # allow-nothing is not about identities
+
+
+def config_sync_on(world: FakeWorld, membership: str = "dev-cluster-1") -> None:
+    world.other_features.append({"name": "projects/my-project-123456/locations/global/features/configmanagement",
+                                 "membershipSpecs": {f"projects/123456789012/locations/asia-northeast1/memberships/{membership}":
+                                                     {"configmanagement": {"configSync": {"enabled": True}}}}})
+
+
+def test_a_fleet_feature_bound_to_the_membership_is_refused_before_anything_changes():
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    config_sync_on(world)
+    refused(world, cluster, r"fleet features configmanagement are bound to its membership, and re-registration deletes",
+            by_backup_step=True)
+
+
+def test_acknowledged_features_or_no_reregistration_go_on():
+    for options in ({"accept_membership_features": "configmanagement"}, {"reregister_membership": False}):
+        world = FakeWorld()
+        seed_field_report(world)
+        config_sync_on(world)
+        chain = Chain(world, context(), Options(stack="dev", **options), reregister=options.get("reregister_membership", True))
+        assert chain.up()["verify"]["verified"] is True, options
+
+
+def test_another_clusters_features_do_not_count_and_the_mci_config_membership_always_refuses():
+    world = FakeWorld()
+    cluster = seed_field_report(world)
+    config_sync_on(world, membership="another-cluster")
+    world.other_features.append({"name": "projects/my-project-123456/locations/global/features/multiclusteringress",
+                                 "spec": {"multiclusteringress": {"configMembership":
+                                          "projects/my-project-123456/locations/asia-northeast1/memberships/dev-cluster-1"}}})
+    refused(world, cluster, r"config membership of multiclusteringress", by_backup_step=True)
+
+
+def test_accept_membership_features_is_validated_and_reaches_the_backup_step():
+    from components.settings import ConfigError, parse_settings
+    from meshops.offline import stack_config
+    from tests.conftest import minimal_config
+
+    for bad in ("configmanagement", ["Config Sync"], [1]):
+        with pytest.raises(ConfigError, match=r"^gke-mesh:migration.acceptMembershipFeatures: expected a list of fleet feature names"):
+            parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"acceptMembershipFeatures": bad}})))
+    settings = parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"acceptMembershipFeatures": ["policycontroller", "configmanagement"]}})))
+    assert settings.clusters[0].migration.accept_membership_features == ("configmanagement", "policycontroller")
+    from components.platform import step_options
+    options = step_options(settings.clusters[0], "dev")
+    env = options.environment(("accept_membership_features", "reregister_membership"))
+    assert Options.from_environment(env).accepted_features() == {"configmanagement", "policycontroller"}
+    assert Options.from_environment(Options().environment(("accept_membership_features",))).accepted_features() == set()

@@ -70,7 +70,8 @@ def test_gate_refuses_with_one_line_before_registering_anything(outputs, expecte
     with pytest.raises(ConfigError) as raised:
         run_program(stack_config(gated()), "staging", monitor=monitor, stack_outputs={DEV: outputs})
     assert str(raised.value) == (f"gke-mesh:promotion: {expected} (moving dev-cluster-1 to regular); promote only after it "
-                                 "verifies, or set gke-mesh:promotion.force with a reason")
+                                 "verifies, or set gke-mesh:promotion.force with a reason (also to resume a migration already "
+                                 "under way here: see README, When a migration fails)")
     assert {r.type for r in monitor.registrations} == {"pulumi:pulumi:StackReference"}, "only reads of stacks"
 
 
@@ -239,27 +240,40 @@ def test_promote_cli_with_outputs_file(stacks, capsys):
 # ------------------------------------------------------------------- rollout
 
 class FakeWorkspace:
-    """Scripted outcomes per stack; records order and how many ran at once."""
+    """Scripted outcomes per stack; records order (`started`: stacks of the action's own
+    runs; `calls`: every (stack, action), previews before an up included) and how many ran
+    at once."""
 
-    def __init__(self, failing: dict[str, str] | None = None, seconds: float = 0.05):
-        self.failing, self.seconds = failing or {}, seconds
-        self.started: list[str] = []
+    def __init__(self, failing: dict[str, str] | None = None, seconds: float = 0.05, failing_preview: set[str] = frozenset()):
+        self.failing, self.seconds, self.failing_preview = failing or {}, seconds, failing_preview
+        self.calls: list[tuple[str, str]] = []
         self.running = 0
         self.most = 0
         self.lock = threading.Lock()
 
+    @property
+    def started(self) -> list[str]:
+        ups = [stack for stack, action in self.calls if action == "up"]
+        return ups if ups or any(a == "up" for _, a in self.calls) else [stack for stack, _ in self.calls]
+
     def run(self, stack, action, on_output):
         with self.lock:
-            self.started.append(stack)
+            self.calls.append((stack, action))
             self.running += 1
             self.most = max(self.most, self.running)
         on_output(f"{action} of {stack} started")
         time.sleep(self.seconds)
         with self.lock:
             self.running -= 1
-        if stack in self.failing:
+        if action == "preview" and stack in self.failing_preview:
+            return StackResult(stack, "failed", failed_resource=f"{stack}-c1-preflight", message="policy violation")
+        if action == "up" and stack in self.failing:
             return StackResult(stack, "failed", failed_resource=self.failing[stack], message="wait-ready: REVISION_STALLED")
-        return StackResult(stack, "succeeded")
+        return StackResult(stack, "succeeded", changes={"same": 20, "replace": 13} if action == "preview" else None)
+
+
+def yes(previews):
+    return True
 
 
 def test_rollout_runs_stacks_in_order_and_summarises():
@@ -276,7 +290,7 @@ def test_rollout_runs_stacks_in_order_and_summarises():
 def test_rollout_halts_at_the_first_failure_naming_stack_and_step():
     lines: list[str] = []
     workspace = FakeWorkspace(failing={"staging": "staging-osaka-wait-ready"})
-    results = rollout(parse_waves("dev,staging,prod"), "up", workspace, 1, lines.append)
+    results = rollout(parse_waves("dev,staging,prod"), "up", workspace, 1, lines.append, yes)
     assert workspace.started == ["dev", "staging"]
     assert [(r.stack, r.status) for r in results] == [("dev", "succeeded"), ("staging", "failed"), ("prod", "not run")]
     assert results[1].failed_step == "wait-ready"
@@ -286,7 +300,7 @@ def test_rollout_halts_at_the_first_failure_naming_stack_and_step():
 
 def test_waves_run_together_up_to_the_parallel_limit():
     workspace = FakeWorkspace(seconds=0.2)
-    results = rollout(parse_waves("a,b,c;d"), "up", workspace, 2, lambda line: None)
+    results = rollout(parse_waves("a,b,c;d"), "up", workspace, 2, lambda line: None, yes)
     assert workspace.most == 2, "at most --parallel stacks at once, and that many when possible"
     assert workspace.started[-1] == "d" and set(workspace.started[:3]) == {"a", "b", "c"}
     assert all(r.status == "succeeded" for r in results)
@@ -294,7 +308,7 @@ def test_waves_run_together_up_to_the_parallel_limit():
 
 def test_a_failed_wave_stops_the_next_wave():
     workspace = FakeWorkspace(failing={"a": "x-verify"})
-    results = rollout(parse_waves("a,b;c"), "up", workspace, 2, lambda line: None)
+    results = rollout(parse_waves("a,b;c"), "up", workspace, 2, lambda line: None, yes)
     assert "c" not in workspace.started and {r.stack: r.status for r in results}["c"] == "not run"
 
 
@@ -306,7 +320,133 @@ def test_bad_stack_lists_are_refused(text):
 
 def test_rollout_refuses_a_bad_parallel():
     with pytest.raises(RolloutError, match="--parallel 0"):
-        rollout([["a"]], "up", FakeWorkspace(), 0, print)
+        rollout([["a"]], "up", FakeWorkspace(), 0, print, yes)
+
+
+def test_up_previews_each_wave_first_and_asks_once_per_wave():
+    workspace = FakeWorkspace()
+    asked: list[list[str]] = []
+
+    def confirm(previews):
+        asked.append([r.stack for r in previews])
+        assert all(r.changes == {"same": 20, "replace": 13} for r in previews)
+        assert {(r.stack, "preview") for r in previews} <= set(workspace.calls)
+        assert not any(a == "up" and s in asked[-1] for s, a in workspace.calls), "asked before any up of the wave"
+        return True
+
+    results = rollout(parse_waves("dev;stg-a,stg-b;prod"), "up", workspace, 2, lambda line: None, confirm)
+    assert asked == [["dev"], ["stg-a", "stg-b"], ["prod"]]
+    order = workspace.calls
+    assert order[0] == ("dev", "preview") and order[1] == ("dev", "up")
+    assert order.index(("prod", "preview")) > max(order.index(("stg-a", "up")), order.index(("stg-b", "up")))
+    assert [r.status for r in results] == ["succeeded"] * 4
+
+
+def test_up_not_confirmed_updates_nothing_more():
+    workspace = FakeWorkspace()
+    lines: list[str] = []
+    answers = iter([True, False])
+    results = rollout(parse_waves("dev;staging;prod"), "up", workspace, 1, lines.append, lambda previews: next(answers))
+    assert workspace.calls == [("dev", "preview"), ("dev", "up"), ("staging", "preview")]
+    assert [(r.stack, r.status) for r in results] == [("dev", "succeeded"), ("staging", "declined"), ("prod", "not run")]
+    assert "rollout stopped: the update of staging was not confirmed; nothing was updated in this wave" in lines
+
+
+def test_a_failed_preview_stops_before_any_up():
+    workspace = FakeWorkspace(failing_preview={"staging"})
+    lines: list[str] = []
+    results = rollout(parse_waves("dev;staging;prod"), "up", workspace, 1, lines.append, yes)
+    assert ("staging", "up") not in workspace.calls and ("prod", "preview") not in workspace.calls
+    assert [(r.stack, r.status) for r in results] == [("dev", "succeeded"), ("staging", "failed"), ("prod", "not run")]
+    assert any("up of stack staging failed at step preflight" in line and "preview before up: policy violation" in line
+               for line in lines)
+
+
+def test_up_without_a_confirmation_is_refused():
+    workspace = FakeWorkspace()
+    with pytest.raises(RolloutError, match="--yes"):
+        rollout(parse_waves("dev"), "up", workspace, 1, print)
+    assert workspace.calls == []
+
+
+def test_terminal_confirmation_needs_a_typed_yes():
+    from meshops.rollout import ask_on_terminal
+
+    previews = [StackResult("prod", "succeeded", changes={"same": 3, "replace": 13, "update": 1})]
+    prompts: list[str] = []
+    assert ask_on_terminal(lambda prompt: prompts.append(prompt) or "yes")(previews)
+    assert "prod: 13 to replace, 1 to update" in prompts[0] and "Update prod?" in prompts[0]
+    assert not ask_on_terminal(lambda prompt: "y")(previews)
+    assert not ask_on_terminal(lambda prompt: (_ for _ in ()).throw(EOFError()))(previews)
+
+
+def test_rollout_cli_up_without_a_terminal_or_yes_is_refused(monkeypatch, capsys, tmp_path):
+    import io
+
+    import meshops.rollout as module
+    from meshops.__main__ import main
+
+    class NoCli(module.AutomationWorkspace):
+        def __init__(self, directory, policy_packs=None):
+            self.directory, self.policy_packs = directory, []
+
+    monkeypatch.setattr(module, "AutomationWorkspace", NoCli)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["rollout", "--stacks", "dev", "--action", "up", "--dir", str(tmp_path)]) == 2
+    assert "asks before updating it" in capsys.readouterr().err
+
+
+def test_the_real_workspace_runs_the_policy_pack_and_serialises_select(monkeypatch, tmp_path):
+    """AutomationWorkspace with a stand-in for the Automation API: every preview and up gets
+    `policy_packs=[<project>/policy]`; select_stack is never entered by two threads at once."""
+    import sys
+    import types
+
+    from meshops import rollout as module
+
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
+    with pytest.raises(RolloutError, match="make policy-venv"):
+        module.policy_pack(tmp_path)
+    (tmp_path / "policy" / "venv").mkdir()
+    state = {"selecting": 0, "most": 0, "runs": []}
+    lock = threading.Lock()
+
+    class Stack:
+        def __init__(self, name):
+            self.name = name
+
+        def _run(self, action, **kwargs):
+            state["runs"].append((self.name, action, kwargs["policy_packs"]))
+            return types.SimpleNamespace(change_summary={"same": 1})
+
+        def preview(self, **kwargs):
+            return self._run("preview", **kwargs)
+
+        def up(self, **kwargs):
+            return self._run("up", **kwargs)
+
+    def select_stack(stack_name, work_dir):
+        with lock:
+            state["selecting"] += 1
+            state["most"] = max(state["most"], state["selecting"])
+        time.sleep(0.05)
+        with lock:
+            state["selecting"] -= 1
+        return Stack(stack_name)
+
+    fake = types.ModuleType("pulumi.automation")
+    fake.select_stack = select_stack
+    fake.errors = types.SimpleNamespace(CommandError=RuntimeError)
+    monkeypatch.setitem(sys.modules, "pulumi.automation", fake)
+    monkeypatch.setattr("pulumi.automation", fake, raising=False)
+    monkeypatch.setattr(module.shutil, "which", lambda name: "/usr/bin/pulumi")
+    workspace = module.AutomationWorkspace(tmp_path)
+    results = rollout(parse_waves("a,b,c,d"), "up", workspace, 4, lambda line: None, yes)
+    assert [r.status for r in results] == ["succeeded"] * 4
+    assert state["most"] == 1, "select_stack serialised"
+    pack = str((tmp_path / "policy").resolve())
+    assert sorted(state["runs"]) == sorted((s, a, [pack]) for s in "abcd" for a in ("preview", "up"))
 
 
 @pytest.mark.e2e

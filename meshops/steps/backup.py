@@ -16,26 +16,30 @@ from meshops.context import StepInput
 from meshops.inventory import collect
 from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR
 from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.preconditions import gitops_refusal
-from meshops.process import StepFailed, Tools
+from meshops.preconditions import features_bound_to, features_refusal, gitops_refusal
+from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '
            'and (archive only) every config map and secret of istio-system and asm-system; reads it back, verifies counts and sha256, '
            'and records it in the migration record. A resumed run reuses the recorded backup.')
-STOPS = ("Istio objects or injection-labelled namespaces a GitOps tool manages (pause sync first); ISTIOD with EnvoyFilter, WasmPlugin or IstioOperator objects (unless acceptTrafficDirector); a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
+STOPS = ("fleet features other than servicemesh bound to the membership (re-registration would drop them) unless listed in acceptMembershipFeatures, "
+         "or the membership being a multi-cluster ingress config membership; "
+         "Istio objects or injection-labelled namespaces a GitOps tool manages (pause sync first); ISTIOD with EnvoyFilter, WasmPlugin or IstioOperator objects (unless acceptTrafficDirector); a local backupUri on a CI runner; a gs:// bucket without uniform access, public access prevention and versioning; "
          "a backup that does not verify; a migration record that is not this run's; a cluster already changed by a run without a backup")
 NEEDS_DECISION = True
 NEEDS_BACKUP = False
 CLUSTER_DATA = True  # its output names cluster objects: kept out of logs, stored as a secret
-OPTIONS = ("stack", "backup_uri", "allow_local_backup", "accept_traffic_director")
+OPTIONS = ("stack", "backup_uri", "allow_local_backup", "accept_traffic_director", "reregister_membership",
+           "accept_membership_features")
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     uri = inp.options.backup_uri
     bucket = [gcloud.describe_bucket("gs://" + uri.removeprefix("gs://").split("/", 1)[0])] if uri.startswith("gs://") else []
-    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *bucket, k.get("customresourcedefinitions"),
+    features = [gcloud.list_features(inp.ctx.fleet_project)] if inp.options.reregister_membership else []
+    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *bucket, *features, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
             k.get("configmaps", namespace="istio-system"), k.get("configmaps,secrets", namespace="istio-system"),
             k.get("configmaps,secrets", namespace="asm-system"), *planned_writes(inp.new_backup_location()), RECORD_WRITE]
@@ -73,6 +77,19 @@ def refuse_an_implementation_switch(inp: StepInput, backup) -> None:
                          "gke-mesh:migration.acceptTrafficDirector: true to accept it (verify then fails on a switch)")
 
 
+def refuse_bound_features(inp: StepInput, runner) -> None:
+    """Re-registration would drop the fleet features bound to the membership: refuse unless
+    each is acknowledged (or re-registration is off)."""
+    if not inp.options.reregister_membership:
+        return
+    fleet_ids = tuple(x for x in (inp.ctx.fleet_project, inp.decision.fleet_project_number) if x)
+    bound, config_of = features_bound_to(run_json(runner, gcloud.list_features(inp.ctx.fleet_project)),
+                                         inp.decision.membership, inp.ctx.membership_location, fleet_ids)
+    problem = features_refusal(bound, config_of, inp.options.accepted_features())
+    if problem:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
@@ -89,6 +106,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                              "but names no backup; a new snapshot now could miss what was removed: restore by hand "
                              "(README \"When a migration fails\")")
         refuse_unsafe_location(inp, runner)
+        refuse_bound_features(inp, runner)
         location = inp.new_backup_location()
         store = BackupStore(location, runner)
         backup = collect(runner, kube, inp.ctx.cluster, decision.from_channel, decision.to_channel, decision.run_id,

@@ -15,6 +15,7 @@ from meshops.diagnose import service_agent_grants
 from meshops.fleet_state import mesh_state, registers
 from meshops.inventory import MESH_NAMESPACES, user_workloads
 from meshops.kube import PLAN_KUBE, cluster_access, items
+from meshops.objects import AUTHORIZATION_POLICY, identity_bound_allow
 from meshops.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
 from meshops.process import StepFailed, Tools, run_json
 from meshops.record import MigrationRecord
@@ -43,7 +44,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     return [gcloud.describe_cluster(ctx), gcloud.describe_project(ctx.project), *fleet_number, gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"),
             gcloud.server_config(ctx), gcloud.running_operations(ctx),
-            *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES), PLAN_KUBE.create()]
+            *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES),
+            PLAN_KUBE.get(AUTHORIZATION_POLICY, all_namespaces=True), PLAN_KUBE.create()]
 
 
 def project_number(project: str, runner) -> str:
@@ -123,6 +125,19 @@ def refuse_unmovable(ctx: StepContext, runner, described: dict, target: str) -> 
             raise StepFailed(f"cluster {ctx.cluster}: {problem}")
 
 
+def warn_identity_policies(ctx: StepContext, tools: Tools, policies: list[dict]) -> None:
+    """ALLOW policies that match only mTLS identities deny every call from a workload whose
+    sidecar is gone, from uninject until reinject. Counted, not named: preflight's log is plain."""
+    bound = [p for p in policies if identity_bound_allow(p)]
+    if bound:
+        namespaces = {p["metadata"].get("namespace") for p in bound}
+        tools.log(f"[{ctx.cluster}] preflight: warning: {len(bound)} AuthorizationPolicies in {len(namespaces)} namespaces allow only "
+                  "callers with an mTLS identity (principals/namespaces): from uninject until reinject they deny calls from "
+                  "workloads without a sidecar. Set gke-mesh:migration.removeAuthorizationPolicies: true to lift every policy for "
+                  "the move (restored from the backup), or accept the denials; list them with "
+                  "`kubectl get authorizationpolicies.security.istio.io -A`")
+
+
 def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
     workloads = user_workloads(runner, kube)
     if workloads:
@@ -182,6 +197,8 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             refuse_unsettled_mesh(ctx, state)
             refuse_unmovable(ctx, runner, described, target)
             refuse_user_workloads(inp, runner, kube)
+            if AUTHORIZATION_POLICY in crd_names:
+                warn_identity_policies(ctx, tools, items(runner, kube.get(AUTHORIZATION_POLICY, all_namespaces=True)))
             decision = Decision(action="migrate",
                                 reason=(f"cluster channel {cluster_channel}, mesh revision {from_revision} ({mesh_channel}), "
                                         f"control plane {state.control_plane_state}; target {target}"),

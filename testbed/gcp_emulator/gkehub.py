@@ -120,6 +120,14 @@ def register(router: Router, world: World) -> None:
                 raise not_found(f"Resource 'projects/{project}/locations/{location}/features/{feature_name}' was not found")
             return feature(world, pid)
 
+    def list_features(req: Request, version: str, project: str, location: str):
+        """GkeHub v1 ListFeatures (`gcloud container fleet features list`): the servicemesh
+        Feature when enabled, then `world.other_features` (Feature messages a test adds)."""
+        with world.lock:
+            pid = world.known_project(project)
+            found = [feature(world, pid)] if pid in world.servicemesh_enabled and location == "global" else []
+            return {"resources": [*found, *world.other_features]}
+
     def patch_feature(req: Request, version: str, project: str, location: str, feature_name: str):
         body = req.json()
         mask = set(filter(None, req.query.get("updateMask", "").split(",")))
@@ -186,6 +194,7 @@ def register(router: Router, world: World) -> None:
     router.add("POST", P + r"/memberships", create_membership)
     router.add("GET", P + r"/memberships/(?P<name>[^/]+)", get_membership)
     router.add("DELETE", P + r"/memberships/(?P<name>[^/]+)", delete_membership)
+    router.add("GET", P + r"/features", list_features)
     router.add("GET", P + r"/features/(?P<feature_name>[^/]+)", get_feature)
     router.add("PATCH", P + r"/features/(?P<feature_name>[^/]+)", patch_feature)
     router.add("GET", P + r"/operations/(?P<op>[^/]+)", get_operation)

@@ -104,6 +104,8 @@ class World:
         self.channel_versions: dict[str, list[str]] = {}
         self.container_operations: list[dict] = []
         self.buckets: dict[str, Bucket] = {}
+        self.other_features: list[dict] = []
+        """Fleet features other than servicemesh (gkehub v1 Feature messages), as a test sets them."""
         self.uploads: dict[str, Upload] = {}
         self.hub_operations: dict[str, dict] = {}
         self.counter = 0
