@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pulumi
@@ -125,6 +126,7 @@ class MeshPlatform(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-mesh:platform:MeshPlatform", name, None, opts)
+        allow_dependency_depth(len(settings.clusters), settings.migration.max_parallel)
         child = pulumi.ResourceOptions(parent=self)
         services = {project: ProjectServices(f"{project}-apis", project, settings.apis, opts=child) for project in settings.projects}
         fleet = services[settings.project]
@@ -143,6 +145,23 @@ class MeshPlatform(pulumi.ComponentResource):
     def cluster_outputs(self) -> pulumi.Output[dict]:
         """The `clusters` stack output: cluster name -> what is known of it."""
         return pulumi.Output.all(**{name: mesh.outputs for name, mesh in self.clusters.items()})
+
+
+STEPS_PER_CLUSTER_DEPTH = 20
+"""Dependency levels one cluster's chain adds (13 steps and their components, rounded up)."""
+
+
+def allow_dependency_depth(clusters: int, max_parallel: int) -> None:
+    """Let the SDK walk the batch-gated chain. Each `depends_on` makes the Python SDK check
+    for cycles by walking every transitive dependency, recursively
+    (pulumi/runtime/resource_cycle_breaker.py `_with_transitive_deps`); one cluster at a
+    time chains every cluster's steps, so 100 clusters are ~1,400 levels deep, past Python's
+    default limit of 1,000 (measured: RecursionError at 100 clusters with maxParallel 1).
+    The walk also makes the program's own time grow with the square of the chain (100
+    clusters one at a time: ~20 s; bench/README.md)."""
+    needed = 1_000 + STEPS_PER_CLUSTER_DEPTH * -(-clusters // max(max_parallel, 1))
+    if needed > sys.getrecursionlimit():
+        sys.setrecursionlimit(needed)
 
 
 def batch_gate(earlier_chains: list[MigrationChain], max_parallel: int) -> list[pulumi.Resource]:

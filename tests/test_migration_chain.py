@@ -440,3 +440,18 @@ def test_gateways_keep_serving_through_uninject_and_come_back_on_the_new_revisio
     assert "katayan-gateway/deployment/web" in uninject["restarted"]
     chain.up()
     assert gateway_images(cluster) == ["gcr.io/gke-release/asm/proxyv2:1.20.8-asm.33"] * 2, "restarted by reinject on the new revision"
+
+
+def test_progress_lines_count_orphan_pods_without_naming_them():
+    """uninject's output is secret in state; its progress line must not name cluster objects (issue 12 item 13)."""
+    world, cluster, chain = field_report_run()
+    cluster.put("pods", {"metadata": {"name": "hand-made-debug-pod", "namespace": "katayan",
+                                      "annotations": {"sidecar.istio.io/status": json.dumps({"revision": "asm-managed-rapid"})}},
+                         "spec": {"containers": [{"name": "app", "image": "example/app:1"},
+                                                 {"name": "istio-proxy", "image": "gcr.io/gke-release/asm/proxyv2:1.22.1-asm.1"}]}})
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="uninject")
+    lines = [line for line in world.log if "uninject:" in line]
+    assert any("1 pods without a restartable owner" in line for line in lines)
+    assert not any("hand-made-debug-pod" in line for line in lines)
+    assert json.loads(chain.state["uninject"].stdout)["not_restarted"] == ["katayan/hand-made-debug-pod"]

@@ -117,3 +117,11 @@ def test_max_parallel_is_validated():
 
     with pytest.raises(ConfigError, match=r"^gke-mesh:migration.maxParallel: expected a whole number from 1 to 1000"):
         parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"maxParallel": 0}})))
+
+
+def test_a_hundred_clusters_one_at_a_time_do_not_exhaust_the_sdks_cycle_check():
+    """The SDK walks every transitive dependency recursively for each depends_on; one at a
+    time chains all clusters (RecursionError at 100 clusters before allow_dependency_depth)."""
+    g = fleet(100, max_parallel=None)
+    earlier = [g.by_urn[d].name for d in g.named("c99-preflight").dependencies if g.by_urn[d].name.endswith("-verify")]
+    assert earlier == ["c98-verify"]

@@ -66,6 +66,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             namespace, ref_text = workload.split("/", 1)
             runner(kube.rollout_status(namespace, ref_text, ROLLOUT_TIMEOUT_SECONDS))
     if missing:
-        tools.log(f"[{inp.ctx.cluster}] reinject: namespaces gone since the backup, not relabelled: {', '.join(missing)}")
+        tools.log(f"[{inp.ctx.cluster}] reinject: {len(missing)} namespaces gone since the backup were not relabelled "
+                  "(named in this step's secret output, missing_namespaces)")
     tools.log(f"[{inp.ctx.cluster}] reinject: {len(relabelled)} namespaces relabelled, {len(restarted)} workloads restarted")
     return {"cluster": inp.ctx.cluster, "relabelled": relabelled, "restarted": restarted, "missing_namespaces": missing}

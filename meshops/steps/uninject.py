@@ -48,7 +48,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             restarted = restart(runner, kube, workloads - gateway_workloads)
             gateways = sorted(f"{w.namespace}/{w.ref}" for w in gateway_workloads)
     if orphans:
-        tools.log(f"[{inp.ctx.cluster}] uninject: pods without a restartable owner keep their sidecar until deleted: {', '.join(orphans[:10])}")
+        tools.log(f"[{inp.ctx.cluster}] uninject: {len(orphans)} pods without a restartable owner keep their sidecar until deleted "
+                  "(named in this step's secret output, not_restarted)")
     if gateways:
         tools.log(f"[{inp.ctx.cluster}] uninject: {len(gateways)} gateway(s) keep serving with their proxy until reinject restarts them")
     tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")
