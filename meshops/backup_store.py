@@ -50,6 +50,9 @@ class Backup:
     archive: list[dict] = field(default_factory=list)
     """Config maps and secrets of istio-system/asm-system: the purge deletes those
     namespaces, so they are kept here (not restored automatically)."""
+    revision_tags: dict[str, str] = field(default_factory=dict)
+    """Revision tag -> the revision it pointed at (the `istio-revision-tag-<tag>` webhooks the
+    purge deletes), so namespaces labelled with a tag can be injected again."""
 
     @property
     def object_count(self) -> int:
@@ -65,7 +68,8 @@ class Backup:
     def content(self) -> bytes:
         return canonical({"cluster": self.cluster, "from_channel": self.from_channel, "to_channel": self.to_channel,
                           "run_id": self.run_id, "objects": self.objects, "namespaces": self.namespaces,
-                          "injected": self.injected, "configmaps": self.configmaps, "archive": self.archive})
+                          "injected": self.injected, "configmaps": self.configmaps, "archive": self.archive,
+                          **({"revision_tags": self.revision_tags} if self.revision_tags else {})})
 
     def manifest(self, content: bytes) -> bytes:
         return canonical({
@@ -105,7 +109,7 @@ def parse(manifest_bytes: bytes, content_bytes: bytes, where: str) -> Backup:
         raise StepFailed(f"backup at {where}: {CONTENT} does not match its sha256 in the manifest")
     data = json.loads(content_bytes)
     backup = Backup(data["cluster"], data["from_channel"], data["to_channel"], data["run_id"], data["objects"],
-                    data["namespaces"], data["injected"], data["configmaps"], data["archive"])
+                    data["namespaces"], data["injected"], data["configmaps"], data["archive"], data.get("revision_tags", {}))
     actual = sorted((r, o["metadata"].get("namespace", ""), o["metadata"].get("name", ""), digest(o))
                     for r, objs in backup.objects.items() for o in objs)
     expected = sorted((e["resource"], e["namespace"], e["name"], e["sha256"]) for e in manifest["objects"])

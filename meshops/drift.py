@@ -72,7 +72,7 @@ def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str]
     for (resource, _, _), obj in sorted(merged.items()):
         objects[resource].append(obj)
     return Backup(backup.cluster, backup.from_channel, backup.to_channel, backup.run_id, objects, backup.namespaces,
-                  backup.injected, backup.configmaps, backup.archive), differ
+                  backup.injected, backup.configmaps, backup.archive, backup.revision_tags), differ
 
 
 def compare_applies(current: MigrationRecord) -> bool:

@@ -44,6 +44,22 @@ def injection_labels(runner: Runner, kube: Kube) -> dict[str, dict[str, str]]:
     return found
 
 
+REVISION_TAG_PREFIX = "istio-revision-tag-"
+
+
+def revision_tags(runner: Runner, kube: Kube) -> dict[str, str]:
+    """Revision tag -> revision, from the tag webhooks (`istio-revision-tag-<tag>`, labelled
+    istio.io/tag and istio.io/rev: Istio docs, "Canary upgrades" with revision tags; the
+    managed control plane installs `default` this way)."""
+    tags = {}
+    for hook in items(runner, kube.get("mutatingwebhookconfigurations")):
+        meta = hook.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if str(meta.get("name", "")).startswith(REVISION_TAG_PREFIX) and labels.get("istio.io/rev"):
+            tags[labels.get("istio.io/tag") or meta["name"][len(REVISION_TAG_PREFIX):]] = labels["istio.io/rev"]
+    return dict(sorted(tags.items()))
+
+
 def mesh_configmaps(runner: Runner, kube: Kube, revisions: set[str]) -> list[dict]:
     """The `istio-<revision>` config maps in istio-system (user mesh config)."""
     wanted = {f"istio-{r}" for r in revisions}
@@ -60,6 +76,7 @@ def collect(runner: Runner, kube: Kube, cluster: str, from_channel: str, to_chan
     backup.namespaces = injection_labels(runner, kube)
     backup.injected = dict(sorted(Counter(p["metadata"].get("namespace", "") for p in injected_pods(runner, kube)).items()))
     backup.configmaps = mesh_configmaps(runner, kube, {from_revision})
+    backup.revision_tags = revision_tags(runner, kube)
     backup.archive = [o for ns in ("istio-system", "asm-system")
                       for o in sanitized(items(runner, kube.get("configmaps,secrets", namespace=ns)))]
     return backup

@@ -201,6 +201,11 @@ class FakeCluster:
             return active
         if active and labels.get("istio-injection") == "enabled" and ("mutatingwebhookconfigurations", "", "istio-revision-tag-default") in self.objects:
             return active
+        # A revision tag: `istio.io/rev=<tag>` is served by the webhook istio-revision-tag-<tag>,
+        # which points at a revision (Istio docs, "Canary upgrades", stable revision labels).
+        tag_hook = self.objects.get(("mutatingwebhookconfigurations", "", f"istio-revision-tag-{labels.get('istio.io/rev')}"))
+        if active and tag_hook and (tag_hook["metadata"].get("labels") or {}).get("istio.io/rev") == active:
+            return active
         return None
 
     def start_pods(self, namespace: str, kind: str, name: str, replicas: int) -> None:

@@ -455,3 +455,20 @@ def test_progress_lines_count_orphan_pods_without_naming_them():
     assert any("1 pods without a restartable owner" in line for line in lines)
     assert not any("hand-made-debug-pod" in line for line in lines)
     assert json.loads(chain.state["uninject"].stdout)["not_restarted"] == ["katayan/hand-made-debug-pod"]
+
+
+def test_a_namespace_labelled_with_a_revision_tag_gets_the_new_revisions_sidecar():
+    """The purge deletes every istio-revision-tag-* webhook; a namespace labelled with a tag
+    that pointed at the managed revision must be injected again (issue "Correct on a real
+    fleet", item 10)."""
+    world, cluster, chain = field_report_run()
+    cluster.put("mutatingwebhookconfigurations", {"metadata": {"name": "istio-revision-tag-prod-stable",
+                                                               "labels": {"istio.io/rev": "asm-managed-rapid", "istio.io/tag": "prod-stable"}}})
+    cluster.put("namespaces", {"metadata": {"name": "shop", "labels": {"istio.io/rev": "prod-stable"}}})
+    cluster.add_deployment("shop", "cart")
+    assert {p["metadata"]["namespace"] for p in cluster.injected_pods("asm-managed-rapid")} >= {"shop"}
+    assert chain.up()["verify"]["verified"] is True
+    shop = [p for p in cluster.injected_pods() if p["metadata"]["namespace"] == "shop"]
+    assert len(shop) == 2 and all(json.loads(p["metadata"]["annotations"]["sidecar.istio.io/status"])["revision"] == "asm-managed"
+                                  for p in shop), "restarted onto the new revision, not without a sidecar"
+    assert (cluster.objects[("namespaces", "", "shop")]["metadata"]["labels"] or {}) == {"istio-injection": "enabled"}

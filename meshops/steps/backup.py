@@ -41,8 +41,9 @@ def commands(inp: StepInput) -> list[list[str]]:
     features = [gcloud.list_features(inp.ctx.fleet_project)] if inp.options.reregister_membership else []
     return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *bucket, *features, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
-            k.get("configmaps", namespace="istio-system"), k.get("configmaps,secrets", namespace="istio-system"),
-            k.get("configmaps,secrets", namespace="asm-system"), *planned_writes(inp.new_backup_location()), RECORD_WRITE]
+            k.get("configmaps", namespace="istio-system"), k.get("mutatingwebhookconfigurations"),
+            k.get("configmaps,secrets", namespace="istio-system"), k.get("configmaps,secrets", namespace="asm-system"),
+            *planned_writes(inp.new_backup_location()), RECORD_WRITE]
 
 
 def durability_problem(inp: StepInput) -> str | None:

@@ -36,10 +36,13 @@ def commands(inp: StepInput) -> list[list[str]]:
     return [*found, RECORD_WRITE]
 
 
-def relabel(labels: dict[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(labels to set, labels to remove) for a namespace's backed-up injection labels."""
+def relabel(labels: dict[str, str], tags: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """(labels to set, labels to remove) for a namespace's backed-up injection labels. A
+    revision tag (`tags`: tag -> revision at backup time) that pointed at a managed revision
+    counts as that revision: the purge deleted its webhook, so the label alone would leave
+    the namespace's new pods without a sidecar."""
     revision = labels.get("istio.io/rev")
-    if revision is not None and channel_of_revision(revision):
+    if revision is not None and channel_of_revision((tags or {}).get(revision, revision)):
         return {"istio-injection": "enabled"}, ["istio.io/rev"]
     return dict(labels), []
 
@@ -58,7 +61,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             if ns not in live:
                 missing.append(ns)
                 continue
-            to_set, to_remove = relabel(labels)
+            to_set, to_remove = relabel(labels, backup.revision_tags)
             runner(kube.label_namespace(ns, to_set, to_remove))
             relabelled[ns] = to_set
         restarted = restart(runner, kube, workloads_in(runner, kube, set(relabelled))) if inp.options.restart_workloads and relabelled else []
