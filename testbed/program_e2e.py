@@ -308,7 +308,7 @@ def scenario_rapid_to_regular(bed: Bed) -> None:
     bed.action("gate refuses rapid -> regular", "up", stack_config("regular", gated=True))
     bed.upstream(stage_outputs("regular", verified=True))
     bed.action("preview rapid -> regular", "preview", stack_config("regular", gated=True))
-    bed.emulator.fail_next("PUT", r"/container/v1/projects/[^/]+/locations/[^/]+/clusters/[^/]+$", 503,
+    bed.emulator.fail_next("PUT", r"^/container/v1/projects/[^/]+/locations/[^/]+/clusters/[^/?]+(\?|$)", 503,
                            "injected: the channel change is refused once")
     bed.action("rapid -> regular, channel change refused once", "up", stack_config("regular", gated=True))
     bed.action("rapid -> regular, resumed", "up", stack_config("regular", gated=True))
@@ -334,12 +334,14 @@ def scenario_operator_paths(bed: Bed) -> None:
     bed.seed("rapid")
     bed.steps.append({"name": "seeded", "after": snapshot(bed.kube), "channel": bed.gke_channel()})
     bed.action("adopt on rapid", "up", stack_config("rapid"))
-    bed.emulator.fail_next("PATCH", r"/gkehub/v2/.*/features/servicemesh$", 503, "injected: management switch refused once")
+    bed.emulator.fail_next("PATCH", r"^/gkehub/v2/.*/features/servicemesh(\?|$)", 400,
+                           "injected: management switch refused once")  # 400: gcloud retries a 503 here
     bed.action("stopped after relax-security", "up", stack_config("regular"))
     bed.kube.kubectl("apply", "-f", "-", input=json.dumps(LATE_VIRTUAL_SERVICE))
     bed.steps.append({"name": "teammate added a VirtualService", "after": snapshot(bed.kube), "channel": bed.gke_channel()})
     bed.fresh_runner("-runner2")
-    bed.emulator.fail_next("POST", r"/gkehub/v1/projects/[^/]+/locations/[^/]+/memberships$", 503, "injected: registration refused once")
+    bed.emulator.fail_next("POST", r"^/gkehub/v1/projects/[^/]+/locations/[^/]+/memberships(\?|$)", 400,
+                           "injected: registration refused once")
     bed.action("fresh runner: stopped after the purge", "up", stack_config("regular"))
     bed.action("PR reverted: back to rapid", "up", stack_config("rapid"))
     bed.action("again on rapid", "up", stack_config("rapid"))

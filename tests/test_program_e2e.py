@@ -2,10 +2,12 @@
 Google API emulator and the real kubectl against a real API server whose managed control
 plane really injects sidecars (testbed/program_e2e.py runs it; issue "Run it for real").
 
-One scenario, one bed (about 4 minutes), on a stack gated on the stage before it (a second
-stack in the same backend): adopt, the gate refusing, preview, a channel change refused once
-by GKE after the teardown, the resumed run, a no-op run, an ordinary run while the stage
-before is ahead, an option edit, destroy.
+Two scenarios, one bed each. `run` (about 4 minutes), on a stack gated on the stage before
+it (a second stack in the same backend): adopt, the gate refusing, preview, a channel change
+refused once by GKE after the teardown, the resumed run, a no-op run, an ordinary run while
+the stage before is ahead, an option edit, destroy. `paths` (about 7 minutes), the "nothing
+lost" issue's operator paths: a run stopped after relax-security, a teammate's change, a
+fresh CI runner resuming and stopping after the teardown, the PR reverted, a second stack.
 """
 
 from __future__ import annotations
@@ -167,3 +169,61 @@ def test_the_offline_plan_agrees_with_the_real_engine(run, tmp_path, step, base,
         return stack_config(edit.get("releaseChannel", "rapid"), extra or None, gated=True)
 
     assert offline_changes(tmp_path, config(base), config(new)) == engine_changes(run[step])
+
+
+# ---------------------------------------------------------------------------- operator paths
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> dict[str, dict]:
+    missing = _missing()
+    if missing:
+        pytest.skip("testbed not built: " + "; ".join(missing))
+    scratch = tmp_path_factory.mktemp("program-e2e-paths")
+    out = scratch / "result.json"
+    cut, note = engine_chain.network_cut_argv()
+    done = subprocess.run([*cut, sys.executable, "-m", "testbed.program_e2e", "--scenario", "operator-paths",
+                           "--out", str(out), "--scratch", str(scratch / "bed")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert out.exists(), f"no result ({note}): {done.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    assert not result["error"], result["error"]
+    print(f"operator paths: {result['seconds']} s ({note})")
+    for step in result["steps"]:
+        print(f"  {step['name']}: ok={step.get('ok')} {step.get('seconds')} s {step.get('summary')} channel={step.get('channel')}")
+    return {step["name"]: step for step in result["steps"]}
+
+
+def test_a_run_stopped_after_relaxing_security_leaves_it_relaxed_and_the_channel_untouched(paths):
+    stopped = paths["stopped after relax-security"]
+    assert not stopped["ok"] and "management switch refused once" in stopped["error"]
+    assert stopped["channel"] == "rapid"
+    assert set(stopped["after"]["peer_authentication"].values()) == {"PERMISSIVE"}, "relaxed, as the runbook says"
+    assert stopped["after"]["istio"].keys() == paths["seeded"]["after"]["istio"].keys()
+
+
+def test_a_fresh_runner_resumes_from_the_bucket_and_stops_after_the_teardown(paths):
+    resumed = paths["fresh runner: stopped after the purge"]
+    assert not resumed["ok"] and "registration refused once" in resumed["error"]
+    assert resumed["channel"] == "regular", "the channel change ran on the new runner"
+    assert not resumed["after"]["istio"], "torn down: the CRDs and their objects are gone"
+
+
+def test_reverting_the_pr_mid_migration_brings_everything_back_including_the_teammates_change(paths):
+    reverted = paths["PR reverted: back to rapid"]
+    assert reverted["ok"], reverted["error"][-2000:]
+    assert reverted["channel"] == "rapid"
+    expected = paths["teammate added a VirtualService"]["after"]["istio"]
+    assert "VirtualService/katayan/late-change" in expected
+    assert reverted["after"]["istio"] == expected, "every object, the teammate's late change included"
+    assert reverted["after"]["peer_authentication"] == {"istio-system/default": "STRICT", "katayan/web": "STRICT"}
+    assert {p["sidecar"] for p in reverted["after"]["pods"].values()} == {OLD_SIDECAR}
+    last = reverted["outputs"]["clusters"]["dev-cluster-1"]["last_verify"]
+    assert (last["verified"], last["revision"]) == (True, "asm-managed-rapid")
+    again = paths["again on rapid"]
+    assert again["ok"] and not again["mutating"]
+
+
+def test_a_second_stack_cannot_take_the_cluster(paths):
+    intruder = paths["a second stack on the same cluster"]
+    assert not intruder["ok"] and "stack e2e" in intruder["error"], intruder["error"][-1500:]
+    assert not intruder["mutating"]
+    assert intruder["after"] == paths["again on rapid"]["after"]
