@@ -101,6 +101,11 @@ def mesh_state(described: Any, location: str, membership: str) -> MeshState:
     )
 
 
+def membership_listed(memberships: Any, name: str, location: str) -> bool:
+    """Whether `gcloud container fleet memberships list` output holds membership `name` in `location`."""
+    return any(str(m.get("name", "")).endswith(f"/locations/{location}/memberships/{name}") for m in memberships or [])
+
+
 def registers(resource_link: str, project: str, location: str, cluster: str, project_number: str | None = None) -> bool:
     """Whether a membership's GKE resource link names this cluster. The project segment may
     be the project id or its number. With `project_number` (preflight resolves it) the

@@ -293,3 +293,21 @@ def test_case_10_removing_a_cluster_that_never_started_releases_it():
     chain.in_program = False
     chain.up()
     assert record_of(cluster) is None and chain.state == {}
+
+
+def test_case_3b_a_revert_after_the_membership_was_deleted_and_its_registration_refused():
+    """Found on the real engine (tests/test_program_e2e.py, operator paths): the migration
+    deleted the membership, GKE Hub refused the registration, the PR is reverted. Preflight
+    runs again and must recognise the missing membership as its own doing, and the re-run
+    disable-management has nothing to switch."""
+    world, cluster, chain = field_report()
+    before = mesh_view(cluster)
+    world.fail(lambda argv: argv[:5] == ["gcloud", "container", "fleet", "memberships", "register"], "INVALID_ARGUMENT: refused")
+    with pytest.raises(StepFailed, match="refused"):
+        chain.up()
+    assert not world.memberships and record_of(cluster)["phase"] == "registered"
+    chain.ctx = context(channel="rapid")  # the PR is reverted
+    results = chain.up()
+    assert results["preflight"]["resumed"] is True and results["disable-management"]["membership_deleted"] is True
+    assert results["verify"]["verified"] is True and results["verify"]["revision"] == "asm-managed-rapid"
+    assert mesh_view(cluster) == before and cluster.channel == "rapid"

@@ -9,8 +9,9 @@ from typing import Any
 
 from meshops import gcloud, record
 from meshops.context import StepInput
+from meshops.fleet_state import membership_listed
 from meshops.kube import cluster_access
-from meshops.process import Tools
+from meshops.process import Tools, run_json
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 
@@ -28,14 +29,22 @@ class ManagementStep:
         self.name, self.management, self.phase, self.SUMMARY = name, management, phase, summary
 
     def commands(self, inp: StepInput) -> list[list[str]]:
-        return [gcloud.describe_cluster(inp.ctx), RECORD_READ, gcloud.set_mesh_management(inp.ctx, inp.ctx.membership, self.management),
-                RECORD_WRITE]
+        deleted_check = [gcloud.list_memberships(inp.ctx)] if self.management == "manual" else []  # a re-run after re-registration only
+        return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *deleted_check,
+                gcloud.set_mesh_management(inp.ctx, inp.ctx.membership, self.management), RECORD_WRITE]
 
     def run(self, inp: StepInput, tools: Tools) -> dict[str, Any]:
         if (result := skipped(inp)) is not None:
             return result
         with cluster_access(inp.ctx, tools.runner) as kube:
-            record.advance(tools.runner, kube, this_run(tools.runner, kube, inp), self.phase)
+            current = this_run(tools.runner, kube, inp)
+            if self.management == "manual" and current.reached("registered") and not membership_listed(
+                    run_json(tools.runner, gcloud.list_memberships(inp.ctx)), inp.decision.membership, inp.ctx.membership_location):
+                # A re-run (a revert) after this migration deleted the membership: nothing is
+                # managed any more; reregister-membership registers it again.
+                tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} was deleted by this migration; nothing to switch")
+                return {"cluster": inp.ctx.cluster, "management": self.management, "membership_deleted": True}
+            record.advance(tools.runner, kube, current, self.phase)
             tools.runner(gcloud.set_mesh_management(inp.ctx, inp.decision.membership, self.management))
         tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} is MANAGEMENT_{self.management.upper()}")
         return {"cluster": inp.ctx.cluster, "management": self.management}

@@ -12,7 +12,7 @@ from typing import Any
 from meshops import gcloud, record
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
 from meshops.diagnose import service_agent_grants
-from meshops.fleet_state import mesh_state, registers
+from meshops.fleet_state import membership_listed, mesh_state, registers
 from meshops.inventory import MESH_NAMESPACES, user_workloads
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.objects import AUTHORIZATION_POLICY, identity_bound_allow
@@ -66,6 +66,19 @@ def report_cross_project_grants(ctx: StepContext, fleet_number: str, tools: Tool
               f"(number {fleet_number}); provisioning needs these grants (check them once):")
     for grant in service_agent_grants(ctx, fleet_number):
         tools.log(f"[{ctx.cluster}]   {grant}")
+
+
+def membership_of(ctx: StepContext, memberships: Any, number: str, existing: MigrationRecord | None) -> str:
+    """The cluster's membership; when this stack's own migration deleted it (the record has
+    reached re-registration and the fleet lists no such membership: found on the real
+    engine, a revert after a refused registration), the recorded name: reregister-membership
+    registers it again."""
+    try:
+        return resolve_membership(ctx, memberships, number)
+    except StepFailed:
+        if existing and existing.reached("registered") and not membership_listed(memberships, existing.membership, ctx.membership_location):
+            return existing.membership
+        raise
 
 
 def resolve_membership(ctx: StepContext, memberships: Any, number: str) -> str:
@@ -152,12 +165,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
     cluster_channel = current_channel(described)
     number = project_number(ctx.project, runner)
     fleet_number = number if ctx.project == ctx.fleet_project else project_number(ctx.fleet_project, runner)
-    membership = resolve_membership(ctx, run_json(runner, gcloud.list_memberships(ctx)), number)
-    state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
-    modernization = state.modernization_in_progress()
-    if modernization:
-        raise StepFailed(f"cluster {ctx.cluster}: {modernization}: a control plane modernization is in progress; "
-                         "never de-provision during one: wait for it to finish")
+    memberships = run_json(runner, gcloud.list_memberships(ctx))
     with cluster_access(ctx, runner) as kube:
         held = record.owner(runner, kube)
         if held not in (None, stack):
@@ -166,6 +174,12 @@ def run(inp: StepInput, tools: Tools) -> Decision:
         if existing and existing.stack != stack:
             raise StepFailed(f"cluster {ctx.cluster}: another stack is migrating it ({existing.describe()}); one cluster belongs "
                              f"to one stack: finish that migration or remove this cluster from stack {stack}")
+        membership = membership_of(ctx, memberships, number, existing)
+        state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
+        modernization = state.modernization_in_progress()
+        if modernization:
+            raise StepFailed(f"cluster {ctx.cluster}: {modernization}: a control plane modernization is in progress; "
+                             "never de-provision during one: wait for it to finish")
         crd_names = {c["metadata"]["name"] for c in items(runner, kube.get("customresourcedefinitions"))}
         revisions = items(runner, kube.get(CPR, namespace="istio-system")) if CPR in crd_names else []
         managed = sorted(r["metadata"]["name"] for r in revisions if channel_of_revision(r["metadata"]["name"]))

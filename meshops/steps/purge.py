@@ -153,7 +153,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             backup = read_backup(ref, tools.runner)
         except StepFailed as error:
             raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: {error}") from None
-        require_manual(tools.runner, inp)
+        require_manual(tools.runner, inp, current)
         workloads = user_workloads(tools.runner, kube)
         if workloads:
             raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: deleting {' and '.join(MESH_NAMESPACES)} would destroy "

@@ -15,6 +15,7 @@ from meshops.context import StepInput
 from meshops.kube import cluster_access
 from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
+from meshops.fleet_state import membership_listed
 from meshops.steps.preflight import resolve_membership
 
 SUMMARY = 'Deletes and re-registers the fleet membership under its configured name.'
@@ -31,10 +32,6 @@ def commands(inp: StepInput) -> list[list[str]]:
             gcloud.register_membership(ctx, ctx.membership), gcloud.list_memberships(ctx), RECORD_WRITE]
 
 
-def _exists(memberships: Any, name: str, location: str) -> bool:
-    return any(str(m.get("name", "")).endswith(f"/locations/{location}/memberships/{name}") for m in memberships or [])
-
-
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
@@ -42,7 +39,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     with cluster_access(ctx, runner) as kube:
         current = this_run(runner, kube, inp)
         current = record.advance(runner, kube, current, "registered")  # before any change: the record never under-states
-        if _exists(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
+        if membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
             runner(gcloud.delete_membership(ctx, name))
         runner(gcloud.register_membership(ctx, name))
         after = run_json(runner, gcloud.list_memberships(ctx))
