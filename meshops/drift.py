@@ -14,7 +14,7 @@ from meshops.backup_store import Backup, BackupStore
 from meshops.context import StepInput
 from meshops.inventory import crds, live_objects
 from meshops.kube import Kube
-from meshops.objects import AUTHORIZATION_POLICY, PEER_AUTHENTICATION, digest, istio_kinds
+from meshops.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, istio_kinds, without_mutual_tls
 from meshops.process import Tools
 from meshops.record import BackupRef, MigrationRecord
 
@@ -53,6 +53,8 @@ def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str]
     merged, differ = {}, 0
     for key, obj in now.items():
         candidate = unrelaxed(obj, kept[key]) if key in kept and key[0] == PEER_AUTHENTICATION else obj
+        if key in kept and key[0] == DESTINATION_RULE and digest(without_mutual_tls(kept[key]) or kept[key]) == digest(obj):
+            candidate = kept[key]  # relax-security's own change (ISTIO_MUTUAL taken out), nothing else
         if key in kept and digest(candidate) == digest(kept[key]):
             merged[key] = kept[key]
         else:

@@ -13,6 +13,7 @@ IGNORED_BY_TRAFFIC_DIRECTOR = ("envoyfilters.networking.istio.io", "wasmplugins.
 """Kinds the TRAFFIC_DIRECTOR implementation does not support (Cloud Service Mesh docs,
 supported features, managed); Kubernetes Ingress too, which is not an Istio kind."""
 AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
+DESTINATION_RULE = "destinationrules.networking.istio.io"
 MESH_PLURALS = ("controlplanerevisions", "dataplanecontrols")
 # Operator state of in-cluster installs; managed CSM does not bring its CRD back, so these
 # objects are kept in the backup but not expected to be restorable.
@@ -131,6 +132,35 @@ def identity_bound_allow(ap: dict) -> bool:
         sources = [(f or {}).get("source") or {} for f in (rule or {}).get("from") or []]
         return bool(sources) and all(any(source.get(k) for k in IDENTITY_FIELDS) for source in sources)
     return all(needs_identity(rule) for rule in spec["rules"])
+
+
+def without_mutual_tls(dr: dict) -> dict | None:
+    """`dr` with every `tls: {mode: ISTIO_MUTUAL}` taken out (its traffic policy, its port
+    settings and its subsets'), or None when it has none. Without a `tls` setting Istio uses
+    auto mTLS: mutual TLS to endpoints that still have a sidecar, plaintext to those whose
+    sidecar is gone (Istio docs, "Mutual TLS Migration" / auto mTLS; DestinationRule
+    reference, ClientTLSSettings). A proxy that keeps running through the move (a gateway)
+    would otherwise insist on mTLS towards workloads that lost their sidecar."""
+    relaxed = json.loads(json.dumps(dr))
+    changed = False
+
+    def strip(policy: dict | None) -> None:
+        nonlocal changed
+        if not isinstance(policy, dict):
+            return
+        if (policy.get("tls") or {}).get("mode") == "ISTIO_MUTUAL":
+            del policy["tls"]
+            changed = True
+        for port in policy.get("portLevelSettings") or []:
+            if isinstance(port, dict) and (port.get("tls") or {}).get("mode") == "ISTIO_MUTUAL":
+                del port["tls"]
+                changed = True
+
+    spec = relaxed.get("spec") or {}
+    strip(spec.get("trafficPolicy"))
+    for subset in spec.get("subsets") or []:
+        strip((subset or {}).get("trafficPolicy"))
+    return relaxed if changed else None
 
 
 def permissive_patch(pa: dict) -> dict | None:

@@ -472,3 +472,19 @@ def test_a_namespace_labelled_with_a_revision_tag_gets_the_new_revisions_sidecar
     assert len(shop) == 2 and all(json.loads(p["metadata"]["annotations"]["sidecar.istio.io/status"])["revision"] == "asm-managed"
                                   for p in shop), "restarted onto the new revision, not without a sidecar"
     assert (cluster.objects[("namespaces", "", "shop")]["metadata"]["labels"] or {}) == {"istio-injection": "enabled"}
+
+
+def test_istio_mutual_destination_rules_are_relaxed_for_the_move_and_come_back():
+    """Issue "Correct on a real fleet", item 13: a proxy that keeps running (a gateway) must
+    not insist on mTLS towards workloads whose sidecar is gone; the rule is restored after."""
+    world, cluster, chain = field_report_run()
+    key = ("destinationrules.networking.istio.io", "katayan", "web")
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="relax-security")
+    assert "tls" not in cluster.objects[key]["spec"]["trafficPolicy"], "auto mTLS during the move"
+    assert json.loads(chain.state["relax-security"].stdout)["relaxed_destination_rules"] == ["katayan/web"]
+    results = chain.up()  # resumed: the drift check must see the relaxation as ours, not a teammate's edit
+    assert results["verify"]["verified"] is True
+    assert cluster.objects[key]["spec"]["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"}
+    assert list(Path("backups").rglob("manifest.json")) and not list(Path("backups").rglob("supplement-*")), \
+        "no supplementary backup of the relaxed rule"

@@ -3,6 +3,8 @@ AuthorizationPolicies removed. The backup holds the originals; `restore` puts th
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 from meshops import gcloud, record
@@ -11,12 +13,13 @@ from meshops.context import StepInput
 from meshops.inventory import crds
 from meshops.kube import PLAN_KUBE, cluster_access, items
 from meshops.drift import compare_applies, supplement_if_drifted
-from meshops.objects import AUTHORIZATION_POLICY, PEER_AUTHENTICATION, istio_kinds, permissive_patch
+from meshops.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, istio_kinds, permissive_patch, without_mutual_tls
 from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
 SUMMARY = ('Compares the live Istio objects with the backup (what changed since goes into a supplementary backup), then turns '
-           'STRICT PeerAuthentications PERMISSIVE (and removes AuthorizationPolicies only if asked) so traffic flows while sidecars go away.')
+           'STRICT PeerAuthentications PERMISSIVE, takes ISTIO_MUTUAL out of DestinationRules (auto mTLS) and removes '
+           'AuthorizationPolicies only if asked, so traffic flows while sidecars go away.')
 STOPS = 'no verified backup; a migration record that is not this run\'s'
 NEEDS_DECISION = True
 NEEDS_BACKUP = True
@@ -28,7 +31,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     k, found = PLAN_KUBE, []
     if inp.options.relax_security:
         found += [k.get(PEER_AUTHENTICATION, all_namespaces=True),
-                  k.merge_patch(PEER_AUTHENTICATION, "<name>", "<namespace>", {"spec": {"mtls": {"mode": "PERMISSIVE"}}})]
+                  k.merge_patch(PEER_AUTHENTICATION, "<name>", "<namespace>", {"spec": {"mtls": {"mode": "PERMISSIVE"}}}),
+                  k.get(DESTINATION_RULE, all_namespaces=True), k.replace()]
     if inp.options.remove_authorization_policies:
         found += [k.get(AUTHORIZATION_POLICY, all_namespaces=True), k.delete(AUTHORIZATION_POLICY, ["<name>"], "<namespace>")]
     if not found:
@@ -43,8 +47,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         return result
     opts = inp.options
     if not (opts.relax_security or opts.remove_authorization_policies):
-        return {"cluster": inp.ctx.cluster, "relaxed": [], "removed": []}
-    relaxed, removed = [], []
+        return {"cluster": inp.ctx.cluster, "relaxed": [], "relaxed_destination_rules": [], "removed": []}
+    relaxed, relaxed_rules, removed = [], [], []
     ref = backup_ref(inp)
     with cluster_access(inp.ctx, tools.runner) as kube:
         current = this_run(tools.runner, kube, inp, ref)
@@ -60,6 +64,12 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                     meta = pa["metadata"]
                     tools.runner(kube.merge_patch(PEER_AUTHENTICATION, meta["name"], meta["namespace"], patch))
                     relaxed.append(f"{meta['namespace']}/{meta['name']}")
+        if opts.relax_security and DESTINATION_RULE in served:
+            for dr in items(tools.runner, kube.get(DESTINATION_RULE, all_namespaces=True)):
+                plain = without_mutual_tls(dr)
+                if plain is not None:  # replaced from stdin: its spec is cluster data, kept out of argv
+                    tools.runner(kube.replace(), input=json.dumps(plain))
+                    relaxed_rules.append(f"{dr['metadata']['namespace']}/{dr['metadata']['name']}")
         if opts.remove_authorization_policies and AUTHORIZATION_POLICY in served:
             by_ns: dict[str, list[str]] = {}
             for ap in items(tools.runner, kube.get(AUTHORIZATION_POLICY, all_namespaces=True)):
@@ -71,5 +81,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             for ns, names in sorted(by_ns.items()):
                 tools.runner(kube.delete(AUTHORIZATION_POLICY, sorted(names), ns))
                 removed += [f"{ns}/{n}" for n in sorted(names)]
-    tools.log(f"[{inp.ctx.cluster}] relax-security: {len(relaxed)} PeerAuthentications PERMISSIVE, {len(removed)} AuthorizationPolicies removed")
-    return {"cluster": inp.ctx.cluster, "relaxed": relaxed, "removed": removed}
+    tools.log(f"[{inp.ctx.cluster}] relax-security: {len(relaxed)} PeerAuthentications PERMISSIVE, {len(relaxed_rules)} "
+              f"DestinationRules without ISTIO_MUTUAL, {len(removed)} AuthorizationPolicies removed")
+    return {"cluster": inp.ctx.cluster, "relaxed": relaxed, "relaxed_destination_rules": relaxed_rules, "removed": removed}
