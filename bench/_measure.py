@@ -19,10 +19,11 @@ def main(mode: str, argument: str) -> None:
         # The modules the bench stacks' program loads, and the provider classes it uses:
         # pulumi_gcp loads submodules lazily, on first attribute access, so touch each one.
         # (pulumi_kubernetes is left out: only meshNamespaces loads it, and these stacks have none.)
-        import components.platform  # noqa: F401
-        import meshops.plan  # noqa: F401
         import pulumi_command
         from pulumi_gcp import gkehub, projects
+
+        import components.platform  # noqa: F401
+        import meshops.review.plan  # noqa: F401
 
         for used in (gkehub.Feature, gkehub.FeatureMembership, gkehub.get_membership_output, projects.Service,
                      pulumi_command.local.Command):
@@ -30,12 +31,12 @@ def main(mode: str, argument: str) -> None:
     elif mode == "bare":
         import os
 
-        from meshops.offline import run_program
+        from meshops.review.offline import run_program
 
         os.environ["BENCH_COUNT"] = argument
         count = len(run_program({}, "bench", main_file=ROOT / "bench" / "bare_program.py").registrations)
     elif mode == "plan":
-        from meshops.plan import build_plan, render_json
+        from meshops.review.plan import build_plan, render_json
 
         document = build_plan(Path(argument))
         render_json(document)

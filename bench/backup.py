@@ -16,8 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from meshops.cluster.execute import execute  # noqa: E402
 from meshops.context import Options  # noqa: E402
-from meshops.execute import execute  # noqa: E402
 from tests.chain_driver import Chain, context  # noqa: E402
 from tests.fake_world import ISTIO_KINDS, FakeWorld, seed_field_report  # noqa: E402
 

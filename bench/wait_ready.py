@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from meshops.cluster.fleet_reader import MemoryCache  # noqa: E402
+from meshops.cluster.process import StepFailed  # noqa: E402
 from meshops.context import Decision, Options, StepContext, StepInput, revision_of  # noqa: E402
-from meshops.fleet_reader import MemoryCache  # noqa: E402
-from meshops.process import StepFailed  # noqa: E402
 from meshops.steps.wait_ready import Waiter  # noqa: E402
 from tests.fake_world import FakeWorld  # noqa: E402
 

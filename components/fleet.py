@@ -6,7 +6,7 @@ import pulumi
 from pulumi_gcp import gkehub
 
 from components.settings import Cluster
-from meshops.fleet_state import registers
+from meshops.cluster.fleet_state import registers
 
 MESH_FEATURE = "servicemesh"
 FLEET_OWNED_FEATURE_FIELDS = ("labels", "spec", "fleetDefaultMemberConfig")

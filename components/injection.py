@@ -18,8 +18,8 @@ import pulumi_gcp._utilities as gcp_utilities
 import pulumi_kubernetes._utilities as kubernetes_utilities  # the package's root only: its resource modules load lazily
 
 from components.settings import Cluster
+from meshops.cluster.kube import kubeconfig_document
 from meshops.context import StepContext
-from meshops.kube import kubeconfig_document
 
 if TYPE_CHECKING:
     from pulumi_gcp import container

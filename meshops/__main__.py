@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from meshops.cluster.process import StepFailed, Tools, run
 from meshops.context import ContextError
-from meshops.process import StepFailed, Tools, run
 from meshops.steps import STEPS
 
 
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _promote(args: argparse.Namespace) -> int:
     from components.settings import ConfigError
-    from meshops.promote import PromoteError, outputs_from_file, outputs_from_pulumi, promote
+    from meshops.promotion.promote import PromoteError, outputs_from_file, outputs_from_pulumi, promote
 
     def read(stack: str) -> dict:
         return outputs_from_file(args.source_outputs) if args.source_outputs else outputs_from_pulumi(stack, args.dir)
@@ -86,7 +86,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollout(args: argparse.Namespace) -> int:
-    from meshops.rollout import AutomationWorkspace, RolloutError, ask_on_terminal, describe_changes, parse_waves, rollout
+    from meshops.promotion.rollout import AutomationWorkspace, RolloutError, ask_on_terminal, describe_changes, parse_waves, rollout
 
     def confirmed_by_flag(previews) -> bool:
         for result in previews:
@@ -105,11 +105,11 @@ def _rollout(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     from components.settings import ConfigError
-    from meshops import render_markdown, render_mermaid
-    from meshops.base import BaseError, plan_at_ref
-    from meshops.diff import annotate
-    from meshops.offline import SecureValueError
-    from meshops.plan import PlanError, build_plan, load_stack_outputs, render_json, stack_name
+    from meshops.review import render_markdown, render_mermaid
+    from meshops.review.base import BaseError, plan_at_ref
+    from meshops.review.diff import annotate
+    from meshops.review.offline import SecureValueError
+    from meshops.review.plan import PlanError, build_plan, load_stack_outputs, render_json, stack_name
 
     try:
         outputs = load_stack_outputs(args.stack_outputs)
@@ -133,8 +133,8 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from components.settings import ConfigError
-    from meshops import breakglass
-    from meshops.plan import PlanError
+    from meshops.cluster import breakglass
+    from meshops.review.plan import PlanError
 
     try:
         found = breakglass.targets(args.config, args.stack, args.cluster)
@@ -154,8 +154,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _restore_by_hand(args: argparse.Namespace) -> int:
     from components.settings import ConfigError
-    from meshops import breakglass
-    from meshops.plan import PlanError
+    from meshops.cluster import breakglass
+    from meshops.review.plan import PlanError
 
     if not args.cluster:
         print("meshops restore: --cluster is required with --config", file=sys.stderr)
@@ -176,17 +176,16 @@ def _restore_by_hand(args: argparse.Namespace) -> int:
 def _run(words: list[str]) -> int:
     """Run one step (or a step's `keep`, or the guard); stdout is its one JSON result,
     progress goes to stderr, a failure is one line on stderr."""
-    from meshops.execute import execute
-    from meshops.keep import KeepError
-
-    from meshops.process import redact_object_names
+    from meshops.cluster.execute import execute
+    from meshops.cluster.keep import KeepError
+    from meshops.cluster.process import redact_object_names
     from meshops.steps import STEPS
 
     name = words[0] if words[0] != "keep" else f"keep {words[1]}"
     cluster = os.environ.get("GKE_MESH_CLUSTER", "?")
     # A step whose output is secret in state (CLUSTER_DATA) logs stderr in plain text, and
     # a failed command's output reaches the logs either way: its lines go out without
-    # Kubernetes object names (meshops.process.redact_object_names).
+    # Kubernetes object names (meshops.cluster.process.redact_object_names).
     private = getattr(STEPS.get(words[1] if words[0] == "keep" else words[0]), "CLUSTER_DATA", False)
     shown = redact_object_names if private else (lambda text: text)
     tools = Tools(log=lambda line: print(shown(line), file=sys.stderr, flush=True)) if private else Tools()

@@ -129,7 +129,7 @@ class KubeServer:
 
     @property
     def exec_kubeconfig(self) -> Path:
-        """Shaped like meshops.kube.kubeconfig_document: exec gke-gcloud-auth-plugin, CA data inline."""
+        """Shaped like meshops.cluster.kube.kubeconfig_document: exec gke-gcloud-auth-plugin, CA data inline."""
         return self.dir / "kubeconfig-exec"
 
     @property

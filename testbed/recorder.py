@@ -16,7 +16,7 @@ from which commands ran, in what order, with what environment.
 - It fails (exit 1 / RecorderFault) when the file named by $TESTBED_RECORDER_FAULTS has a
   line `<resource> <action>`, after writing the log line (as a step that fails does run).
 - Its stdout is deterministic JSON: `keep X` reprints PULUMI_COMMAND_STDOUT, like
-  meshops.keep.kept_result (so an update never changes a later step's input); a create
+  meshops.cluster.keep.kept_result (so an update never changes a later step's input); a create
   prints the step, its channel and a digest of its GKE_MESH_* environment (so a new input
   gives a new result, and later steps see the change through `inputs_from_state`);
   `guard-delete` prints a release.

@@ -58,8 +58,8 @@ class RehearsalError(Exception):
 # ---------------------------------------------------------------------------- the stack
 def load(config_path: Path) -> tuple[Any, dict[str, Any]]:
     from components.settings import ConfigError, parse_settings
-    from meshops.offline import stack_config
-    from meshops.plan import load_stack_file, project_defaults
+    from meshops.review.offline import stack_config
+    from meshops.review.plan import load_stack_file, project_defaults
 
     try:
         values = load_stack_file(config_path)

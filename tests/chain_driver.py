@@ -45,9 +45,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from components.channel import channel_spec
 from components.migration import StepSpec, chain_steps, guard_spec, step_spec
+from meshops.cluster.execute import execute
+from meshops.cluster.process import StepFailed
 from meshops.context import Options, StepContext, attempt_of
-from meshops.execute import execute
-from meshops.process import StepFailed
 
 ORDER_BEFORE, ORDER_AFTER = chain_steps(True)
 ORDER = ("guard", *ORDER_BEFORE, "release-channel", *ORDER_AFTER)
@@ -93,7 +93,7 @@ class Chain:
     pending_deletes: list[Stored] = field(default_factory=list)
     """Replaced resources still in state, deleted at the end of the next successful `up`."""
     executor: Callable[[list[str], Mapping[str, str], Any], str] = execute
-    """Runs a command's words (after `python3 -m meshops`): meshops.execute.execute, or a stand-in
+    """Runs a command's words (after `python3 -m meshops`): meshops.cluster.execute.execute, or a stand-in
     (tests/test_engine_differential.py uses testbed/recorder.py)."""
 
     def program(self) -> list[StepSpec]:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from meshops.offline import ProgramRun, run_program, stack_config  # noqa: E402
+from meshops.review.offline import ProgramRun, run_program, stack_config  # noqa: E402
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 
@@ -35,7 +35,7 @@ def minimal_config(**overrides: Any) -> dict[str, Any]:
 
 
 def run(values: dict[str, Any], stack: str = "test", invokes=None, preview: bool = True, extra_outputs=None) -> ProgramRun:
-    from meshops.offline import EchoMocks, RecordingMonitor
+    from meshops.review.offline import EchoMocks, RecordingMonitor
 
     monitor = RecordingMonitor(EchoMocks(extra_outputs=extra_outputs))
     return run_program(stack_config(values), stack, invokes, monitor=monitor, preview=preview)

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from meshops.cluster.process import StepFailed, Tools
 from meshops.context import revision_of
-from meshops.process import StepFailed, Tools
 
 PROJECT_NUMBER = "123456789012"
 GATEWAY_TEMPLATE = "inject.istio.io/templates"
@@ -306,7 +306,7 @@ class FakeWorld:
 
     def tools(self, cache=None) -> Tools:
         """A step's tools, as one step process has them: its own fleet cache unless given one."""
-        from meshops.fleet_reader import MemoryCache
+        from meshops.cluster.fleet_reader import MemoryCache
 
         return Tools(runner=self, sleep=self.sleep, now=lambda: self.clock, wall=lambda: 1_750_000_000 + self.clock,
                      log=self.log.append, random=random.Random(len(self.calls)).random, cache=cache or MemoryCache())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from meshops.offline import ProgramRun, Registration
+from meshops.review.offline import ProgramRun, Registration
 
 
 class Graph:

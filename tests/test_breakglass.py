@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import meshops.__main__ as cli
+from meshops.cluster.objects import digest
 from meshops.context import Options
-from meshops.objects import digest
 from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 

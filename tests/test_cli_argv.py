@@ -9,7 +9,7 @@ import tempfile
 import pytest
 
 from meshops.context import Options
-from meshops.plan import build_plan
+from meshops.review.plan import build_plan
 from tests.chain_driver import Chain, context
 from tests.cli_parsers import parse_check, why_unavailable
 from tests.conftest import STACK_FILES

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from components.settings import ConfigError
-from meshops.offline import EchoMocks, RecordingMonitor, run_program, stack_config
+from meshops.review.offline import EchoMocks, RecordingMonitor, run_program, stack_config
 from tests.conftest import STACK_FILES, minimal_config, run, stack_values
 from tests.graph import Graph
 

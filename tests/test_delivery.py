@@ -224,15 +224,15 @@ FAILURE = ('`kubectl rollout restart deployment/checkout --namespace=storefront`
 
 @pytest.mark.parametrize("step,private", [("uninject", True), ("restore", True), ("keep purge", True), ("preflight", False)])
 def test_cluster_data_steps_keep_object_names_out_of_failure_and_progress_lines(monkeypatch, capsys, step, private):
-    import meshops.execute
+    import meshops.cluster.execute
     from meshops.__main__ import main
-    from meshops.process import StepFailed
+    from meshops.cluster.process import StepFailed
 
     def execute(words, environ, tools):
         tools.log("[c1] progress: `kubectl label namespace storefront istio-injection- …` ok")
         raise StepFailed(FAILURE)
 
-    monkeypatch.setattr(meshops.execute, "execute", execute)
+    monkeypatch.setattr(meshops.cluster.execute, "execute", execute)
     monkeypatch.setenv("GKE_MESH_CLUSTER", "c1")
     assert main(step.split()) == 1
     err = capsys.readouterr().err

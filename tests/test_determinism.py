@@ -33,7 +33,7 @@ def can_run_as_nobody() -> bool:
     if shutil.which("setpriv") is None or os.geteuid() != 0:
         return False
     probe = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
-                            f"import sys; sys.path.insert(0, {str(ROOT)!r}); import meshops.plan"],
+                            f"import sys; sys.path.insert(0, {str(ROOT)!r}); import meshops.review.plan"],
                            capture_output=True, cwd="/")
     return probe.returncode == 0
 

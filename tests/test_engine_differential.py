@@ -34,8 +34,8 @@ from typing import Any, Mapping
 
 import pytest
 
+from meshops.cluster.process import StepFailed
 from meshops.context import Options, StepContext
-from meshops.process import StepFailed
 from testbed import engine_chain
 from testbed.recorder import RecorderFault, respond
 from tests.chain_driver import Chain, context

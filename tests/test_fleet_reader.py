@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from meshops.fleet_reader import MIN_AGE, FileCache, FleetReader, MemoryCache
+from meshops.cluster.fleet_reader import MIN_AGE, FileCache, FleetReader, MemoryCache
 
 ROOT_BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
 
@@ -69,7 +69,7 @@ def test_a_failure_is_never_taken_from_the_shared_cache(tmp_path, monkeypatch):
     """Issue "Delivery you can trust" item 10: the failed run cached STALLED; the operator
     enables connectgateway and re-runs at once; wait-ready must ask the fleet again before
     failing, not diagnose the cached answer."""
-    from meshops.fleet_reader import MemoryCache
+    from meshops.cluster.fleet_reader import MemoryCache
     from meshops.context import Options
     from tests.chain_driver import Chain, context
     from tests.fake_world import FakeWorld, seed_field_report
@@ -92,7 +92,7 @@ def test_a_failure_is_never_taken_from_the_shared_cache(tmp_path, monkeypatch):
 def test_the_cache_folder_is_never_a_link(tmp_path, monkeypatch):
     """Issue "Delivery you can trust" item 11: a planted symlink where the cache folder goes
     (and a folder others can read) are refused; a memory cache is used instead."""
-    from meshops.fleet_reader import FileCache, MemoryCache
+    from meshops.cluster.fleet_reader import FileCache, MemoryCache
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     (tmp_path / "run").mkdir(mode=0o700)

@@ -1,6 +1,6 @@
-"""The REAL gcloud against testbed/gcp_emulator: every argv meshops/gcloud.py builds, then
+"""The REAL gcloud against testbed/gcp_emulator: every argv meshops/cluster/gcloud.py builds, then
 meshops' own gcloud-using code (fleet_reader, preflight's membership checks, preconditions,
-backup_store on gs://, the release-channel step) through the real meshops.process runner.
+backup_store on gs://, the release-channel step) through the real meshops.cluster.process runner.
 
 gcloud runs with the emulator's environment (endpoint overrides, a token file, a private
 config) and, where `unshare -n` works, in a fresh network namespace with only loopback up
@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from meshops import gcloud, preconditions, process
-from meshops.backup_store import Backup, BackupStore, check_bucket
+from meshops.cluster import gcloud, preconditions, process
+from meshops.cluster.backup_store import Backup, BackupStore, check_bucket
+from meshops.cluster.fleet_reader import FleetReader, MemoryCache
+from meshops.cluster.fleet_state import mesh_state
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepContext, StepInput
-from meshops.fleet_reader import FleetReader, MemoryCache
-from meshops.fleet_state import mesh_state
-from meshops.process import StepFailed, Tools, run_json
 from meshops.steps import release_channel
 from meshops.steps.preflight import project_number, resolve_membership
 from meshops.steps.wait_ready import _enabled_apis
@@ -181,7 +181,7 @@ def test_enabled_services(g, emu):
 
 
 def test_fleet_features_list_feeds_the_bound_features_rule(g, emu):
-    from meshops.preconditions import features_bound_to
+    from meshops.cluster.preconditions import features_bound_to
 
     emu.world.other_features = [{"name": f"projects/{FLEET}/locations/global/features/configmanagement",
                                  "membershipSpecs": {f"projects/{NUMBER}/locations/asia-northeast1/memberships/dev-cluster-1": {}}}]
@@ -298,7 +298,7 @@ def test_storage_write_read_describe(g, emu):
 # ------------------------------------------------------------------------ meshops itself
 @pytest.fixture
 def runner(emu, monkeypatch):
-    """meshops.process.run, unchanged, in the emulator's environment: the `gcloud` on PATH is
+    """meshops.cluster.process.run, unchanged, in the emulator's environment: the `gcloud` on PATH is
     the emulator's network-cut shim. Every call's stderr is checked for real-host attempts."""
     env = emu.gcloud_env(network_cut=True)
     import os

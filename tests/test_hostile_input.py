@@ -3,9 +3,8 @@ line naming the key, and nothing accepted can change the structure of a command.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import shlex
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 from components.settings import ConfigError, parse_settings, parse_stack
 from meshops.context import ContextError, Decision, Options, StepContext, StepInput
-from meshops.offline import stack_config
+from meshops.review.offline import stack_config
 from meshops.steps import STEPS
 from tests.conftest import minimal_config
 
@@ -188,7 +187,7 @@ def test_stack_names_are_plain_path_segments_or_refused(value):
 
 
 def test_base_ref_that_looks_like_an_option_is_refused():
-    from meshops.base import BaseError, plan_at_ref
+    from meshops.review.base import BaseError, plan_at_ref
     from tests.conftest import ROOT
 
     with pytest.raises(BaseError, match="is not a git ref"):

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import json_format
 
 from components import injection
-from meshops.offline import EchoMocks, RecordingMonitor, run_program, stack_config
+from meshops.review.offline import EchoMocks, RecordingMonitor, run_program, stack_config
 from tests.conftest import ROOT, minimal_config
 
 # Per-call facts that say where in the source a request was made, not what it asks for.
@@ -124,7 +124,7 @@ def test_registrations_by_type_name_equal_the_typed_classes(preview, env, monkey
 
 
 def test_the_plan_loads_neither_pulumi_kubernetes_resources_nor_pulumi_gcp_container():
-    probe = ("import sys; from meshops.plan import build_plan; from pathlib import Path; "
+    probe = ("import sys; from meshops.review.plan import build_plan; from pathlib import Path; "
              "build_plan(Path('Pulumi.dev.yaml')); "
              "print(sorted(m for m, module in sys.modules.items() if m.startswith(('pulumi_kubernetes.', 'pulumi_gcp.container'))"
              " and type(module).__name__ != '_LazyModule'))")  # a lazy module is a name, not yet run

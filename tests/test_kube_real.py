@@ -3,9 +3,9 @@ Kubernetes rules hold there?
 
 One KubeServer for the session (testbed/kube_server.py: etcd + kube-apiserver +
 kube-controller-manager on 127.0.0.1, Istio 1.32 CRDs; no nodes, so Pods stay Pending).
-Everything goes through the project's own code: meshops.kube.Kube builds the argv,
-meshops.process.run runs it (a real subprocess; only PATH, KUBECONFIG and kubectl's
-discovery cache point at the testbed), and meshops.record / inventory / objects /
+Everything goes through the project's own code: meshops.cluster.kube.Kube builds the argv,
+meshops.cluster.process.run runs it (a real subprocess; only PATH, KUBECONFIG and kubectl's
+discovery cache point at the testbed), and meshops.cluster.record / inventory / objects /
 steps.restore.apply_backup act on the answers. Where a rule can be run on the fake too, the
 same calls go to a FakeWorld twin and the outcomes are compared.
 
@@ -21,10 +21,6 @@ skipped with the reason otherwise. Run with `pytest -m e2e tests/test_kube_real.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from contextlib import contextmanager
-
 import base64
 import dataclasses
 import json
@@ -33,19 +29,21 @@ import shutil
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from meshops import process, record
-from meshops.backup_store import Backup
+from meshops.cluster import process, record
+from meshops.cluster.backup_store import Backup
+from meshops.cluster.inventory import Workload, crds, injection_labels, live_objects, owners_of, restart
+from meshops.cluster.kube import Kube, cluster_access, items, kubeconfig_document
+from meshops.cluster.objects import digest, identity, istio_kinds, merge_patch, permissive_patch, sanitize
+from meshops.cluster.process import StepFailed
+from meshops.cluster.record import MigrationRecord
 from meshops.context import StepContext
-from meshops.inventory import Workload, crds, injection_labels, live_objects, owners_of, restart
-from meshops.kube import Kube, cluster_access, items, kubeconfig_document
-from meshops.objects import digest, identity, istio_kinds, merge_patch, permissive_patch, sanitize
-from meshops.process import StepFailed
-from meshops.record import MigrationRecord
 from meshops.steps.restore import apply_backup
 from testbed.kube_server import BUILD_SCRIPT, NOBODY_TOKEN, KubeServer
 from tests import fake_world
@@ -87,7 +85,7 @@ def _kubectl() -> str | None:
 
 
 class Real:
-    """The session's API server and a Runner for it: meshops.process.run with the server's
+    """The session's API server and a Runner for it: meshops.cluster.process.run with the server's
     environment (the stand-in gke-gcloud-auth-plugin and the chosen kubectl first on PATH,
     KUBECONFIG, a private discovery cache). `last` keeps the last call's CompletedProcess,
     so a test can assert the exact stdout/stderr/exit code behind a StepFailed."""
@@ -103,7 +101,7 @@ class Real:
 
     def run(self, argv: list[str], input: str | None = None, *, extra_env: dict[str, str] | None = None,
             timeout: int = 120) -> str:
-        """A meshops Runner: meshops.process.run itself, in this server's environment."""
+        """A meshops Runner: meshops.cluster.process.run itself, in this server's environment."""
         captured: dict[str, subprocess.CompletedProcess] = {}
         real_run = subprocess.run
 

@@ -22,10 +22,10 @@ from typing import Callable
 
 import pytest
 
-from meshops.inventory import Workload, crds, has_sidecar, restart
-from meshops.kube import items
-from meshops.objects import mesh_crds
-from meshops.process import StepFailed
+from meshops.cluster.inventory import Workload, crds, has_sidecar, restart
+from meshops.cluster.kube import items
+from meshops.cluster.objects import mesh_crds
+from meshops.cluster.process import StepFailed
 from meshops.steps import purge
 from meshops.steps.reinject import relabel
 from testbed.managed_mesh import ManagedMesh

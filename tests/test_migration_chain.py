@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from meshops.cluster.objects import digest
+from meshops.cluster.process import StepFailed
 from meshops.context import Decision, Options, StepInput
-from meshops.objects import digest
-from meshops.process import StepFailed
 from meshops.steps import STEPS, wait_ready
 from tests.chain_driver import ORDER, Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from meshops.backup_store import peer_authentication_modes
+from meshops.cluster.backup_store import peer_authentication_modes
+from meshops.cluster.objects import digest
+from meshops.cluster.process import StepFailed
 from meshops.context import Options
-from meshops.objects import digest
-from meshops.process import StepFailed
 from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 

@@ -16,9 +16,8 @@ migration is in flight is not modelled: the drift check restores it by design (s
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,11 +26,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from meshops.backup_store import CONTENT, MANIFEST, parse
+from meshops.cluster.backup_store import CONTENT, MANIFEST, parse
+from meshops.cluster.objects import digest
+from meshops.cluster.process import StepFailed
+from meshops.cluster.record import PHASES
 from meshops.context import Options
-from meshops.objects import digest
-from meshops.process import StepFailed
-from meshops.record import PHASES
 from tests.chain_driver import ORDER, Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 

@@ -1,5 +1,5 @@
 """Preflight refuses, before anything changes, what would stop the channel change or the
-re-provisioning after the teardown (meshops/preconditions.py; issue "Correct on a real
+re-provisioning after the teardown (meshops/cluster/preconditions.py; issue "Correct on a real
 fleet", items 1, 4 and 5), in the fake world and as pure functions."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import json
 
 import pytest
 
+from meshops.cluster.diagnose import diagnose
+from meshops.cluster.fleet_state import Condition, MeshState
+from meshops.cluster.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
+from meshops.cluster.process import StepFailed
 from meshops.context import Decision, Options
-from meshops.diagnose import diagnose
-from meshops.fleet_state import Condition, MeshState
-from meshops.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
-from meshops.process import StepFailed
 from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 
@@ -165,7 +165,7 @@ def test_identity_bound_allow_policies_are_warned_about_in_preflight_without_nam
 
 
 def test_identity_bound_allow_rule():
-    from meshops.objects import identity_bound_allow
+    from meshops.cluster.objects import identity_bound_allow
 
     def ap(spec):
         return {"metadata": {"name": "p", "namespace": "n"}, "spec": spec}
@@ -211,7 +211,7 @@ def test_another_clusters_features_do_not_count_and_the_mci_config_membership_al
 
 def test_accept_membership_features_is_validated_and_reaches_the_backup_step():
     from components.settings import ConfigError, parse_settings
-    from meshops.offline import stack_config
+    from meshops.review.offline import stack_config
     from tests.conftest import minimal_config
 
     for bad in ("configmanagement", ["Config Sync"], [1]):

@@ -149,8 +149,8 @@ def offline_changes(tmp_path: Path, base: dict[str, str], new: dict[str, str]) -
     """The offline plan's change per resource name for the same two configurations."""
     import yaml
 
-    from meshops.diff import annotate
-    from meshops.plan import build_plan
+    from meshops.review.diff import annotate
+    from meshops.review.plan import build_plan
 
     def stack_file(name: str, config: dict[str, str]) -> Path:
         values = {key: (json.loads(v) if key in ("gke-mesh:clusters", "gke-mesh:migration") else v) for key, v in config.items()}

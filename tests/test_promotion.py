@@ -12,9 +12,9 @@ import time
 import pytest
 
 from components.settings import ConfigError, parse_settings
-from meshops.offline import EchoMocks, RecordingMonitor, run_program, stack_config
-from meshops.promote import PromoteError, promote
-from meshops.rollout import RolloutError, StackResult, parse_waves, rollout
+from meshops.promotion.promote import PromoteError, promote
+from meshops.promotion.rollout import RolloutError, StackResult, parse_waves, rollout
+from meshops.review.offline import EchoMocks, RecordingMonitor, run_program, stack_config
 from tests.conftest import ROOT, minimal_config
 
 GOLDEN = ROOT / "tests" / "golden"
@@ -370,7 +370,7 @@ def test_up_without_a_confirmation_is_refused():
 
 
 def test_terminal_confirmation_needs_a_typed_yes():
-    from meshops.rollout import ask_on_terminal
+    from meshops.promotion.rollout import ask_on_terminal
 
     previews = [StackResult("prod", "succeeded", changes={"same": 3, "replace": 13, "update": 1})]
     prompts: list[str] = []
@@ -383,7 +383,7 @@ def test_terminal_confirmation_needs_a_typed_yes():
 def test_rollout_cli_up_without_a_terminal_or_yes_is_refused(monkeypatch, capsys, tmp_path):
     import io
 
-    import meshops.rollout as module
+    import meshops.promotion.rollout as module
     from meshops.__main__ import main
 
     class NoCli(module.AutomationWorkspace):
@@ -402,7 +402,7 @@ def test_the_real_workspace_runs_the_policy_pack_and_serialises_select(monkeypat
     import sys
     import types
 
-    from meshops import rollout as module
+    from meshops.promotion import rollout as module
 
     (tmp_path / "policy").mkdir()
     (tmp_path / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\n")
@@ -453,7 +453,7 @@ def test_the_real_workspace_runs_the_policy_pack_and_serialises_select(monkeypat
 def test_automation_workspace_previews_a_real_stack():
     import os
 
-    from meshops.rollout import AutomationWorkspace
+    from meshops.promotion.rollout import AutomationWorkspace
 
     if shutil.which("pulumi") is None or not os.environ.get("GKE_MESH_E2E_STACK"):
         pytest.skip("needs the Pulumi CLI and GKE_MESH_E2E_STACK (a stack with credentials)")

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from meshops.cluster.objects import digest
+from meshops.cluster.process import StepFailed
 from meshops.context import Options
-from meshops.process import StepFailed
 from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
 from tests.test_nothing_lost import AP, PA, VS, mesh_view, record_of
-
-from meshops.objects import digest
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ the promotion gate on moving clusters only, gateways through uninject, the adopt
 
 Every test asserts a README claim; a failing test is a broken claim (see the report for
 which ones fail on purpose). Sequences run the program's own resources: the graph from the
-real program under mocks (meshops.offline), the steps through tests/chain_driver.py against
+real program under mocks (meshops.review.offline), the steps through tests/chain_driver.py against
 tests/fake_world.py, and one check on the real engine (marked e2e, skipped when the testbed
 is not built).
 """
@@ -21,8 +21,8 @@ import pytest
 from components.platform import verify_outputs
 from components.settings import ConfigError
 from meshops.context import Options
-from meshops.offline import EchoMocks, RecordingMonitor, run_program, stack_config
-from meshops.promote import PromoteError, promote
+from meshops.promotion.promote import PromoteError, promote
+from meshops.review.offline import EchoMocks, RecordingMonitor, run_program, stack_config
 from tests.chain_driver import Chain, context
 from tests.conftest import ROOT, minimal_config, run
 from tests.fake_world import FakeWorld, seed_field_report

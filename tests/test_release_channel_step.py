@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from meshops.cluster.process import StepFailed, Tools
 from meshops.context import ContextError, StepContext, StepInput
-from meshops.process import StepFailed, Tools
 from meshops.steps import release_channel
 
 CTX = StepContext(project="my-project-123456", location="asia-northeast1", cluster="dev-cluster-1",

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from meshops import render_markdown, render_mermaid
-from meshops.diff import annotate, summary
-from meshops.plan import build_plan
+from meshops.review import render_markdown, render_mermaid
+from meshops.review.diff import annotate, summary
+from meshops.review.plan import build_plan
 from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL
 from tests.conftest import ROOT, STACK_FILES
 

@@ -104,7 +104,7 @@ def test_a_cluster_can_opt_out_of_the_migration():
 ])
 def test_bad_overrides_are_refused_naming_the_key(override, key):
     from components.settings import ConfigError, parse_settings
-    from meshops.offline import stack_config
+    from meshops.review.offline import stack_config
 
     with pytest.raises(ConfigError) as raised:
         parse_settings(stack_config(minimal_config(**{"gke-mesh:clusters": [{"name": "a", "location": "asia-northeast1", **override}]})))
@@ -113,7 +113,7 @@ def test_bad_overrides_are_refused_naming_the_key(override, key):
 
 def test_max_parallel_is_validated():
     from components.settings import ConfigError, parse_settings
-    from meshops.offline import stack_config
+    from meshops.review.offline import stack_config
 
     with pytest.raises(ConfigError, match=r"^gke-mesh:migration.maxParallel: expected a whole number from 1 to 1000"):
         parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"maxParallel": 0}})))

@@ -6,15 +6,8 @@ import json
 
 import pytest
 
-from components.settings import (
-    CHANNELS,
-    REQUIRED_APIS,
-    ConfigError,
-    Migration,
-    parse_settings,
-    region_of,
-)
-from meshops.offline import stack_config
+from components.settings import CHANNELS, REQUIRED_APIS, ConfigError, Migration, parse_settings, region_of
+from meshops.review.offline import stack_config
 from tests.conftest import STACK_FILES, minimal_config, stack_values
 
 
@@ -183,7 +176,7 @@ def test_error_message_shows_hostile_value_on_one_line():
 
 
 def test_membership_links_match_by_project_id_or_number():
-    from meshops.fleet_state import registers
+    from meshops.cluster.fleet_state import registers
 
     base = "//container.googleapis.com/projects/{}/locations/asia-northeast1/clusters/dev-cluster-1"
     assert registers(base.format("my-project-123456"), "my-project-123456", "asia-northeast1", "dev-cluster-1")
@@ -197,7 +190,7 @@ def test_membership_links_match_by_project_id_or_number():
 def test_with_the_resolved_number_only_this_projects_number_matches():
     """A multi-project fleet: two clusters of one name and location differ only in the
     project number of their membership links (issue "Correct on a real fleet", item 2)."""
-    from meshops.fleet_state import registers
+    from meshops.cluster.fleet_state import registers
 
     link = "//container.googleapis.com/projects/{}/locations/asia-northeast1/clusters/dev-cluster-1"
     ours, theirs = "123456789012", "999999999999"

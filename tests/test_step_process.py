@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from meshops.process import StepFailed, run
+from meshops.cluster.process import StepFailed, run
 from tests.conftest import ROOT
 from tests.test_release_channel_step import CTX
 
@@ -111,7 +111,7 @@ def test_steps_need_nothing_beyond_the_standard_library():
 def test_kubectl_gets_its_private_kubeconfig_as_kubeconfig_too(tmp_path, monkeypatch):
     """Issue "Delivery you can trust" item 12: the auth plugin's token cache follows
     KUBECONFIG, not --kubeconfig; a step's kubectl must not share ~/.kube's cache."""
-    from meshops.process import run
+    from meshops.cluster.process import run
 
     fake = tmp_path / "kubectl"
     fake.write_text('#!/bin/sh\necho "$KUBECONFIG"\n')

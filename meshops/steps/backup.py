@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import BackupStore, check_bucket, planned_writes, read_backup
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import BackupStore, check_bucket, planned_writes, read_backup
+from meshops.cluster.inventory import collect
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR
+from meshops.cluster.preconditions import features_bound_to, features_refusal, gitops_refusal
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.inventory import collect
-from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.preconditions import features_bound_to, features_refusal, gitops_refusal
-from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
+from meshops.cluster import gcloud, record
+from meshops.cluster.fleet_state import mesh_state
+from meshops.cluster.kube import PLAN_KUBE, Kube
+from meshops.cluster.process import Runner, StepFailed, run_json
+from meshops.cluster.record import BackupRef, MigrationRecord
 from meshops.context import StepInput
-from meshops.fleet_state import mesh_state
-from meshops.kube import PLAN_KUBE, Kube
-from meshops.process import Runner, StepFailed, run_json
-from meshops.record import BackupRef, MigrationRecord
 
 
 def skipped(inp: StepInput) -> dict[str, Any] | None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
+from meshops.cluster import gcloud, record
+from meshops.cluster.kube import PLAN_KUBE, cluster_access
+from meshops.cluster.process import StepFailed, Tools
 from meshops.context import StepInput
-from meshops.kube import PLAN_KUBE, cluster_access
-from meshops.process import StepFailed, Tools
 from meshops.steps.common import OWNER_READ, RECORD_READ
 
 SUMMARY = ("Holds the cluster for this stack: never replaced; its delete (destroy, cluster removed, migration disabled) "

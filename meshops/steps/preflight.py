@@ -9,16 +9,16 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from meshops import gcloud, record
+from meshops.cluster import gcloud, record
+from meshops.cluster.diagnose import service_agent_grants
+from meshops.cluster.fleet_state import membership_listed, mesh_state, registers
+from meshops.cluster.inventory import MESH_NAMESPACES, user_workloads
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.objects import AUTHORIZATION_POLICY, identity_bound_allow
+from meshops.cluster.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
+from meshops.cluster.process import StepFailed, Tools, run_json
+from meshops.cluster.record import MigrationRecord
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
-from meshops.diagnose import service_agent_grants
-from meshops.fleet_state import membership_listed, mesh_state, registers
-from meshops.inventory import MESH_NAMESPACES, user_workloads
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.objects import AUTHORIZATION_POLICY, identity_bound_allow
-from meshops.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
-from meshops.process import StepFailed, Tools, run_json
-from meshops.record import MigrationRecord
 from meshops.steps.common import OWNER_READ, RECORD_READ
 from meshops.steps.release_channel import current_channel
 

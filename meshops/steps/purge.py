@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import planned_reads, planned_writes, read_backup
-from meshops.drift import compare_applies, supplement_if_drifted
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import planned_reads, planned_writes, read_backup
+from meshops.cluster.drift import compare_applies, supplement_if_drifted
+from meshops.cluster.inventory import MESH_NAMESPACES, crds, user_workloads
+from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, items
+from meshops.cluster.objects import ARCHIVE_ONLY_GROUPS, MESH_GROUP, kind_of_crd, mesh_crds
+from meshops.cluster.process import Runner, StepFailed, Tools
 from meshops.context import StepInput
-from meshops.inventory import MESH_NAMESPACES, crds, user_workloads
-from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.objects import ARCHIVE_ONLY_GROUPS, MESH_GROUP, kind_of_crd, mesh_crds
-from meshops.process import Runner, StepFailed, Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, require_manual, skipped, this_run
 
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import planned_reads, read_backup
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import planned_reads, read_backup
+from meshops.cluster.inventory import restart, workloads_in
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.process import Tools
 from meshops.context import StepInput, channel_of_revision
-from meshops.inventory import restart, workloads_in
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
 SUMMARY = ('Relabels namespaces (istio.io/rev=asm-managed* becomes istio-injection=enabled), restarts their workloads onto the new proxy '

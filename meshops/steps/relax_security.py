@@ -4,17 +4,18 @@ AuthorizationPolicies removed. The backup holds the originals; `restore` puts th
 from __future__ import annotations
 
 import json
-
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import planned_reads, planned_writes, read_backup
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import planned_reads, planned_writes, read_backup
+from meshops.cluster.drift import compare_applies, supplement_if_drifted
+from meshops.cluster.inventory import crds
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.objects import (
+    AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, istio_kinds, permissive_patch, without_mutual_tls
+)
+from meshops.cluster.process import Tools
 from meshops.context import StepInput
-from meshops.inventory import crds
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.drift import compare_applies, supplement_if_drifted
-from meshops.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, istio_kinds, permissive_patch, without_mutual_tls
-from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
 SUMMARY = ('Compares the live Istio objects with the backup (what changed since goes into a supplementary backup), then turns '

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud
+from meshops.cluster import gcloud
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.process import StepFailed, Tools, run_json
 
 SUMMARY = "Changes the cluster's GKE release channel when it differs from the target."
 STOPS = ''

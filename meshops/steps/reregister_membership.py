@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
+from meshops.cluster import gcloud, record
+from meshops.cluster.fleet_state import membership_listed
+from meshops.cluster.kube import cluster_access
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.kube import cluster_access
-from meshops.process import StepFailed, Tools, run_json
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
-from meshops.fleet_state import membership_listed
 from meshops.steps.preflight import resolve_membership
 
 SUMMARY = 'Deletes and re-registers the fleet membership under its configured name.'

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import Backup, planned_reads, read_backup
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import Backup, planned_reads, read_backup
+from meshops.cluster.drift import supplement_if_drifted
+from meshops.cluster.inventory import crds, live_objects
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.objects import ARCHIVE_ONLY_GROUPS, digest, istio_kinds
+from meshops.cluster.process import StepFailed, Tools
 from meshops.context import StepInput
-from meshops.drift import supplement_if_drifted
-from meshops.inventory import crds, live_objects
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.objects import ARCHIVE_ONLY_GROUPS, digest, istio_kinds
-from meshops.process import StepFailed, Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
 
 SUMMARY = "Server-side applies every backed-up object (STRICT mTLS and removed policies included) and checks each one's digest against the manifest."

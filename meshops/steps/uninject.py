@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
+from meshops.cluster import gcloud, record
+from meshops.cluster.inventory import INJECTION_LABELS, injected_pods, injection_labels, is_gateway, owners_of, restart
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.process import Tools
 from meshops.context import StepInput
-from meshops.inventory import INJECTION_LABELS, injected_pods, injection_labels, is_gateway, owners_of, restart
-from meshops.kube import PLAN_KUBE, cluster_access, items
-from meshops.process import Tools
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = ("Removes namespace injection labels and rollout-restarts injected workloads, except gateways: restarted without "

@@ -13,17 +13,18 @@ import json
 from collections import Counter
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup
+from meshops.cluster.drift import supplement_if_drifted
+from meshops.cluster.fleet_reader import describe_mesh
+from meshops.cluster.fleet_state import mesh_state
+from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects
+from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, items
+from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput, revision_of
-from meshops.fleet_state import mesh_state
-from meshops.drift import supplement_if_drifted
-from meshops.inventory import SIDECAR, crds, has_sidecar, live_objects
-from meshops.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
-from meshops.process import StepFailed, Tools, run_json
-from meshops.steps.release_channel import current_channel
 from meshops.steps.common import RECORD_READ, backup_ref, this_run
+from meshops.steps.release_channel import current_channel
 from meshops.steps.wait_ready import delays
 
 SUMMARY = ('Proves the control plane ACTIVE on the target revision, every injected pod on it, the data plane ACTIVE, and the cluster '
@@ -136,7 +137,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         stale = [p for p in pods if tags.get(pod_revision(p), pod_revision(p)) != expected]
         start = tools.now()
         for delay in delays():
-            state = mesh_state(tools.describe_mesh(ctx.fleet_project), ctx.membership_location, inp.decision.membership)
+            state = mesh_state(describe_mesh(tools, ctx.fleet_project), ctx.membership_location, inp.decision.membership)
             if state.data_plane_state == "ACTIVE" or not pods or tools.now() - start + delay > DATA_PLANE_WAIT:
                 break
             tools.log(f"[{ctx.cluster}] verify: data plane {state.data_plane_state} with {len(pods)} injected pods; waiting")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops import gcloud, record
+from meshops.cluster import gcloud, record
+from meshops.cluster.diagnose import diagnose
+from meshops.cluster.fleet_reader import describe_mesh, reader_of
+from meshops.cluster.fleet_state import MeshState, mesh_state
+from meshops.cluster.kube import cluster_access
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.diagnose import diagnose
-from meshops.fleet_state import MeshState, mesh_state
-from meshops.process import StepFailed, Tools, run_json
-from meshops.kube import cluster_access
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
 SUMMARY = 'Polls the fleet (5 s growing to 30 s, one shared describe per project every ~21 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
@@ -75,7 +76,7 @@ class Waiter:
         """The seconds to wait before the next poll, or the result once ready."""
         ctx, timeout = self.inp.ctx, self.inp.options.wait_timeout_seconds
         self.polls += 1
-        state = mesh_state(self.tools.describe_mesh(ctx.fleet_project), ctx.membership_location, self.inp.decision.membership)
+        state = mesh_state(describe_mesh(self.tools, ctx.fleet_project), ctx.membership_location, self.inp.decision.membership)
         elapsed = self.tools.now() - self.start
         self.tools.log(f"[{ctx.cluster}] wait-ready: poll {self.polls} at {elapsed:.0f}s: {state.summary()}")
         try:
@@ -83,7 +84,7 @@ class Waiter:
         except StepFailed:
             # Never fail on a shared answer: it may predate the fix the operator just applied
             # (a STALLED answer cached by the failed run, read by the immediate re-run).
-            state = mesh_state(self.tools.fleet_reader().describe(ctx.fleet_project, fresh=True), ctx.membership_location,
+            state = mesh_state(reader_of(self.tools).describe(ctx.fleet_project, fresh=True), ctx.membership_location,
                                self.inp.decision.membership)
             ready = check(state, self.inp, self.tools)
         if ready:
@@ -92,7 +93,7 @@ class Waiter:
         # Backoff (5 s growing to 30 s), but never past the moment the shared fleet answer
         # may be refreshed (plus 0.5-1.5 s of jitter, so one poller fetches and the others
         # read its answer): every cluster of a project sees a fresh answer ~20 s apart.
-        refresh = self.tools.fleet_reader().refresh_in(ctx.fleet_project) + 0.5 + self.tools.random()
+        refresh = reader_of(self.tools).refresh_in(ctx.fleet_project) + 0.5 + self.tools.random()
         delay = min(next(self._delays), refresh)
         if elapsed + delay > timeout:
             raise StepFailed(f"cluster {ctx.cluster}: control plane not ready after {timeout}s ({state.summary()}); "

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 
-from meshops import record
-from meshops.backup_store import Backup, BackupStore
+from meshops.cluster import record
+from meshops.cluster.backup_store import Backup, BackupStore
+from meshops.cluster.inventory import crds, live_objects
+from meshops.cluster.kube import Kube
+from meshops.cluster.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, istio_kinds, without_mutual_tls
+from meshops.cluster.process import Tools
+from meshops.cluster.record import BackupRef, MigrationRecord
 from meshops.context import StepInput
-from meshops.inventory import crds, live_objects
-from meshops.kube import Kube
-from meshops.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, istio_kinds, without_mutual_tls
-from meshops.process import Tools
-from meshops.record import BackupRef, MigrationRecord
 
 
 def unrelaxed(live: dict, backed_up: dict) -> dict:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import Mapping
 
+from meshops.cluster.keep import kept_result
+from meshops.cluster.process import Tools
 from meshops.context import Decision, StepInput
-from meshops.keep import kept_result
-from meshops.process import Tools
 from meshops.steps import STEPS, guard
 
 

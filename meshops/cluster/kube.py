@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from meshops import gcloud
+from meshops.cluster import gcloud
+from meshops.cluster.process import Runner, StepFailed, run_json
 from meshops.context import StepContext
-from meshops.process import Runner, StepFailed, run_json
 
 FIELD_MANAGER = "gke-mesh"
 

@@ -24,10 +24,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshops import gcloud
-from meshops.objects import canonical, digest, sanitize
-from meshops.process import Runner, StepFailed, run_json
-from meshops.record import BackupRef, MigrationRecord
+from meshops.cluster import gcloud
+from meshops.cluster.objects import canonical, digest, sanitize
+from meshops.cluster.process import Runner, StepFailed, run_json
+from meshops.cluster.record import BackupRef, MigrationRecord
 
 MANIFEST = "manifest.json"
 CONTENT = "backup.json"

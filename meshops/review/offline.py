@@ -20,11 +20,12 @@ from typing import Any, Callable
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import config as runtime_config
-from pulumi.runtime import mocks, settings as runtime_settings
+from pulumi.runtime import mocks
+from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "gke-mesh"
 ORGANIZATION = "organization"
 """The organization a file or self-hosted backend reports (stack names read organization/project/stack)."""

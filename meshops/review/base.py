@@ -13,7 +13,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from meshops.offline import ROOT
+from meshops.review.offline import ROOT
 
 
 class BaseError(Exception):

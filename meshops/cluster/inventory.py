@@ -6,10 +6,10 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 
-from meshops.backup_store import Backup, sanitized
-from meshops.kube import Kube, items
-from meshops.objects import Kind, istio_kinds
-from meshops.process import Runner
+from meshops.cluster.backup_store import Backup, sanitized
+from meshops.cluster.kube import Kube, items
+from meshops.cluster.objects import Kind, istio_kinds
+from meshops.cluster.process import Runner
 
 INJECTION_LABELS = ("istio-injection", "istio.io/rev")
 SIDECAR = "istio-proxy"

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshops import gcloud, record
-from meshops.backup_store import peer_authentication_modes, read_backup
+from meshops.cluster import gcloud, record
+from meshops.cluster.backup_store import peer_authentication_modes, read_backup
+from meshops.cluster.fleet_state import mesh_state
+from meshops.cluster.inventory import crds, live_objects
+from meshops.cluster.kube import cluster_access
+from meshops.cluster.objects import PEER_AUTHENTICATION, istio_kinds
+from meshops.cluster.process import Runner, StepFailed, run_json
+from meshops.cluster.record import BackupRef
 from meshops.context import StepContext, revision_of
-from meshops.fleet_state import mesh_state
-from meshops.inventory import crds, live_objects
-from meshops.kube import cluster_access
-from meshops.objects import PEER_AUTHENTICATION, istio_kinds
-from meshops.process import Runner, StepFailed, run_json
-from meshops.record import BackupRef
 from meshops.steps.release_channel import current_channel
 from meshops.steps.restore import apply_backup
 
@@ -45,8 +45,8 @@ def targets(config: Path, stack: str | None, cluster: str | None) -> list[Target
     """The clusters of a stack file, as the program sees them (same validation)."""
     from components.platform import step_context
     from components.settings import parse_settings
-    from meshops.offline import stack_config
-    from meshops.plan import load_stack_file, project_defaults, stack_name
+    from meshops.review.offline import stack_config
+    from meshops.review.plan import load_stack_file, project_defaults, stack_name
 
     name = stack_name(config, stack)
     settings = parse_settings(stack_config(load_stack_file(config), project_defaults()), name)

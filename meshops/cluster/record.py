@@ -18,9 +18,9 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from meshops.kube import Kube
-from meshops.objects import canonical
-from meshops.process import Runner, StepFailed, run_json
+from meshops.cluster.kube import Kube
+from meshops.cluster.objects import canonical
+from meshops.cluster.process import Runner, StepFailed, run_json
 
 NAME = "gke-mesh-migration"
 NAMESPACE = "kube-system"

@@ -140,17 +140,5 @@ class Tools:
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr, flush=True))
     random: Callable[[], float] = random.random
     cache: Any = None
-    """Where fleet answers are shared (meshops.fleet_reader); None: the per-user file cache."""
+    """Where fleet answers are shared (meshops.cluster.fleet_reader.reader_of); None: the per-user file cache."""
 
-    def fleet_reader(self) -> Any:
-        """The fleet's servicemesh state, shared with every step polling the same project."""
-        from meshops.fleet_reader import FileCache, FleetReader
-
-        if self.cache is None:
-            self.cache = FileCache.private()
-        if getattr(self, "_reader", None) is None:
-            self._reader = FleetReader(self.runner, self.wall, self.cache)
-        return self._reader
-
-    def describe_mesh(self, fleet_project: str) -> Any:
-        return self.fleet_reader().describe(fleet_project)

@@ -1,6 +1,6 @@
 """`meshops plan`: the resource graph of a stack, offline.
 
-Runs the real program under mocks (meshops.offline) with the stack file's config and
+Runs the real program under mocks (meshops.review.offline) with the stack file's config and
 prints every registered resource with its direct dependencies, its step role, its
 cluster, its inputs and the CLI calls it makes (docs/architecture.md §7).
 """
@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from meshops.context import DECISION_KEY, ContextError, Decision, StepInput, step_of
-from meshops.offline import PROJECT, ROOT, Registration, run_program, stack_config
+from meshops.review.offline import PROJECT, ROOT, Registration, run_program, stack_config
 from meshops.steps import GUARD, STEPS, guard
 
 _ROLE_BY_TYPE = {

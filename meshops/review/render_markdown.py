@@ -6,7 +6,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from meshops.diff import summary
+from meshops.review.diff import summary
 from meshops.steps import STEPS
 
 MARK = {"none": "·", "create": "+ create", "update": "~ update", "replace": "± replace", "delete": "- delete"}

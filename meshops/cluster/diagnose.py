@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshops.cluster.fleet_state import MeshState
 from meshops.context import StepContext
-from meshops.fleet_state import MeshState
 
 FAILED_STATES = ("STALLED", "FAILED_PRECONDITION", "NEEDS_ATTENTION", "DEGRADED")
 

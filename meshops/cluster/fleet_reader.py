@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from meshops import gcloud
-from meshops.process import Runner, run_json
+from meshops.cluster import gcloud
+from meshops.cluster.process import Runner, run_json
 
 MIN_AGE = 21.0
 """Seconds an answer is reused: fewer than 60 describes per project in 20 minutes."""
@@ -119,3 +119,19 @@ class FleetReader:
             self.fetches += 1
             self.cache.put(fleet_project, self.clock(), data)
             return data
+
+
+def reader_of(tools: Any) -> "FleetReader":
+    """The fleet reader of a step's tools (made once, kept on them), sharing answers with
+    every step polling the same project through `tools.cache` (the per-user file cache
+    when None)."""
+    if tools.cache is None:
+        tools.cache = FileCache.private()
+    if getattr(tools, "_reader", None) is None:
+        tools._reader = FleetReader(tools.runner, tools.wall, tools.cache)
+    return tools._reader
+
+
+def describe_mesh(tools: Any, fleet_project: str) -> Any:
+    """`gcloud container fleet mesh describe` of the fleet, through the shared reader."""
+    return reader_of(tools).describe(fleet_project)

@@ -40,7 +40,7 @@ def changed_inputs(base: dict[str, Any], new: dict[str, Any], ignored: list[str]
 
 
 UNKNOWN = "<unknown>"
-"""How the offline plan writes a value known only after `up` (meshops/offline.py)."""
+"""How the offline plan writes a value known only after `up` (meshops/review/offline.py)."""
 
 
 def _has_unknown(value: Any) -> bool:
@@ -73,7 +73,7 @@ def annotate(base_plan: dict[str, Any] | None, new_plan: dict[str, Any]) -> dict
     base = {r["urn"]: r for r in (base_plan or {}).get("resources", [])}
     changes: dict[str, str] = {}
     resources = []
-    for r in new_plan["resources"]:  # dependencies first (meshops/plan.py orders them)
+    for r in new_plan["resources"]:  # dependencies first (meshops/review/plan.py orders them)
         renewed = any(changes.get(d) in ("create", "replace") for d in r.get("dependsOn", []))
         changes[r["urn"]] = change_of(base.get(r["urn"]), r, renewed)
         resources.append({**r, "change": changes[r["urn"]]})
