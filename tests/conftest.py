@@ -44,3 +44,15 @@ def run(values: dict[str, Any], stack: str = "test", invokes=None, preview: bool
 @pytest.fixture
 def run_stack():
     return run
+
+
+@pytest.fixture(autouse=True)
+def private_runtime_dir(tmp_path_factory, monkeypatch):
+    """A fleet-answers cache of this test only (meshops.cluster.fleet_reader FileCache.private):
+    steps of the same user share the per-user folder by design (a real `pulumi up` polling
+    the same project), so another test's, or another run's, answer for the same project
+    would otherwise reach this one."""
+    folder = tmp_path_factory.mktemp("xdg-runtime")
+    folder.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
+    return folder

@@ -59,7 +59,9 @@ def test_status_mid_migration_shows_the_record_and_relaxed_security(fleet, capsy
     assert status["verdict"] == "in flight"
     assert status["migration"]["phase"] == "uninjected" and status["migration"]["stack"] == "dev"
     assert status["migration"]["backup"]["location"].startswith("backups/dev/dev-cluster-1/rapid-to-regular/")
-    assert status["security_differs_from_backup"] == ["istio-system/default", "katayan/web", "katayan/web:8080"], "PERMISSIVE now"
+    assert status["security_differs_from_backup"] == [
+        "PeerAuthentication istio-system/default", "PeerAuthentication katayan/web", "PeerAuthentication katayan/web:8080",
+        "DestinationRule katayan/web"], "PERMISSIVE, and ISTIO_MUTUAL taken out"
 
 
 def test_restore_by_hand_dry_run_changes_nothing(fleet, capsys):

@@ -313,12 +313,13 @@ def test_every_step_has_a_plan_entry_and_options_that_exist():
 
 
 def test_pods_injected_through_the_default_tag_count_as_on_its_revision():
-    from meshops.steps.verify import pod_revision, revision_tags
+    from meshops.cluster.inventory import tags_of
+    from meshops.steps.verify import pod_revision
 
     hooks = [{"metadata": {"name": "istio-revision-tag-default", "labels": {"istio.io/rev": "asm-managed"}}},
              {"metadata": {"name": "istiod-asm-managed", "labels": {"istio.io/rev": "asm-managed"}}}]
     pod = {"metadata": {"annotations": {"sidecar.istio.io/status": json.dumps({"revision": "default"})}}}
-    tags = revision_tags(hooks)
+    tags = tags_of(hooks)
     assert tags == {"default": "asm-managed"}
     assert tags.get(pod_revision(pod), pod_revision(pod)) == "asm-managed"
 
@@ -488,3 +489,26 @@ def test_istio_mutual_destination_rules_are_relaxed_for_the_move_and_come_back()
     assert cluster.objects[key]["spec"]["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"}
     assert list(Path("backups").rglob("manifest.json")) and not list(Path("backups").rglob("supplement-*")), \
         "no supplementary backup of the relaxed rule"
+
+
+def test_istio_objects_labelled_for_the_old_revision_are_restored_for_the_new_one():
+    """Issue "Correct on a real fleet", item 11: a revision skips config labelled for another;
+    restore moves the label (also through a tag that pointed at the old revision), and
+    verify and the drift check compare with the backup as restored, so no supplement."""
+    world, cluster, chain = field_report_run()
+    cluster.put("mutatingwebhookconfigurations", {"metadata": {"name": "istio-revision-tag-prod-stable",
+                                                               "labels": {"istio.io/rev": "asm-managed-rapid", "istio.io/tag": "prod-stable"}}})
+    sidecar = ("sidecars.networking.istio.io", "katayan", "egress")
+    tagged = ("telemetries.telemetry.istio.io", "katayan", "tagged")
+    other = ("sidecars.networking.istio.io", "katayan", "elsewhere")
+    cluster.put(sidecar[0], {"metadata": {"name": "egress", "namespace": "katayan", "labels": {"istio.io/rev": "asm-managed-rapid"}},
+                             "spec": {"egress": [{"hosts": ["./*"]}]}})
+    cluster.put(tagged[0], {"metadata": {"name": "tagged", "namespace": "katayan", "labels": {"istio.io/rev": "prod-stable"}},
+                            "spec": {"accessLogging": [{"providers": [{"name": "envoy"}]}]}})
+    cluster.put(other[0], {"metadata": {"name": "elsewhere", "namespace": "katayan", "labels": {"istio.io/rev": "my-own-istiod"}},
+                           "spec": {"egress": [{"hosts": ["./*"]}]}})
+    assert chain.up()["verify"]["verified"] is True
+    labels = {key: cluster.objects[key]["metadata"]["labels"]["istio.io/rev"] for key in (sidecar, tagged, other)}
+    assert labels == {sidecar: "asm-managed", tagged: "asm-managed", other: "my-own-istiod"}, "only labels for the old revision move"
+    assert not list(Path("backups").rglob("supplement-*")), "the moved labels are restore's doing, not drift"
+    assert chain.up()["verify"]["verified"] is True, "and a later run still verifies"

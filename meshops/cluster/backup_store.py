@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from meshops.cluster import gcloud
-from meshops.cluster.objects import canonical, digest, sanitize
+from meshops.cluster.objects import canonical, digest, retargeted, sanitize
 from meshops.cluster.process import Runner, StepFailed, run_json
 from meshops.cluster.record import BackupRef, MigrationRecord
 
@@ -61,6 +61,12 @@ class Backup:
     def keyed(self) -> dict[tuple[str, str, str], dict]:
         """(resource, namespace, name) -> object."""
         return {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for r, objs in self.objects.items() for o in objs}
+
+    def as_restored(self, from_revision: str, to_revision: str) -> "Backup":
+        """This backup's objects as restore writes them on `to_revision` (revision labels
+        moved: objects.retargeted); what restore, verify and the drift check compare with."""
+        objects = {r: [retargeted(o, from_revision, to_revision, self.revision_tags) for o in objs] for r, objs in self.objects.items()}
+        return replace(self, objects=objects)
 
     def peer_authentication_modes(self) -> dict[str, str]:
         return peer_authentication_modes(self.objects.get("peerauthentications.security.istio.io", []))

@@ -20,7 +20,7 @@ from meshops.cluster.backup_store import peer_authentication_modes, read_backup
 from meshops.cluster.fleet_state import mesh_state
 from meshops.cluster.inventory import crds, live_objects
 from meshops.cluster.kube import cluster_access
-from meshops.cluster.objects import PEER_AUTHENTICATION, istio_kinds
+from meshops.cluster.objects import DESTINATION_RULE, PEER_AUTHENTICATION, istio_kinds, without_mutual_tls
 from meshops.cluster.process import Runner, StepFailed, run_json
 from meshops.cluster.record import BackupRef
 from meshops.context import StepContext, revision_of
@@ -57,6 +57,17 @@ def targets(config: Path, stack: str | None, cluster: str | None) -> list[Target
     return found
 
 
+def relaxed_destination_rules(backup, live_rules: list[dict]) -> list[str]:
+    """DestinationRules that had ISTIO_MUTUAL in the backup and have it no longer (relax-security's change)."""
+    now = {(r["metadata"].get("namespace", ""), r["metadata"]["name"]): r for r in live_rules}
+    found = []
+    for rule in backup.objects.get(DESTINATION_RULE, []):
+        key = (rule["metadata"].get("namespace", ""), rule["metadata"]["name"])
+        if without_mutual_tls(rule) is not None and key in now and without_mutual_tls(now[key]) is None:
+            found.append(f"DestinationRule {key[0]}/{key[1]}")
+    return sorted(found)
+
+
 def cluster_status(target: Target, runner: Runner) -> dict[str, Any]:
     ctx = target.ctx
     channel = current_channel(run_json(runner, gcloud.describe_cluster(ctx)))
@@ -67,9 +78,11 @@ def cluster_status(target: Target, runner: Runner) -> dict[str, Any]:
         relaxed: list[str] | None = None
         if found and found.backup:
             backup = read_backup(found.backup, runner)
-            kinds = [k for k in istio_kinds(crds(runner, kube)) if k.resource == PEER_AUTHENTICATION]
-            live = peer_authentication_modes(live_objects(runner, kube, kinds).get(PEER_AUTHENTICATION, [])) if kinds else {}
-            relaxed = sorted(k for k, mode in backup.peer_authentication_modes().items() if live.get(k) != mode)
+            kinds = [k for k in istio_kinds(crds(runner, kube)) if k.resource in (PEER_AUTHENTICATION, DESTINATION_RULE)]
+            live = live_objects(runner, kube, kinds) if kinds else {}
+            modes = peer_authentication_modes(live.get(PEER_AUTHENTICATION, []))
+            relaxed = sorted(f"PeerAuthentication {k}" for k, mode in backup.peer_authentication_modes().items() if modes.get(k) != mode)
+            relaxed += relaxed_destination_rules(backup, live.get(DESTINATION_RULE, []))
     healthy = (found is None and channel == ctx.channel and state.control_plane_state == "ACTIVE"
                and state.ready_revision() == revision_of(ctx.channel) and owner in (None, target.stack))
     return {
@@ -96,7 +109,7 @@ def render(statuses: list[dict[str, Any]]) -> str:
             lines.append(f"  backup       {(m.get('backup') or {}).get('location', '(none yet)')}")
             differs = s["security_differs_from_backup"]
             if differs is not None:
-                lines.append(f"  security     {'as in the backup' if not differs else f'{len(differs)} PeerAuthentication modes differ from the backup (relaxed?)'}")
+                lines.append(f"  security     {'as in the backup' if not differs else f'{len(differs)} security objects differ from the backup (relaxed?)'}")
     return "\n".join(lines) + "\n"
 
 

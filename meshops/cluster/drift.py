@@ -13,7 +13,7 @@ from meshops.cluster import record
 from meshops.cluster.backup_store import Backup, BackupStore
 from meshops.cluster.inventory import crds, live_objects
 from meshops.cluster.kube import Kube
-from meshops.cluster.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, istio_kinds, without_mutual_tls
+from meshops.cluster.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, istio_kinds
 from meshops.cluster.process import Tools
 from meshops.cluster.record import BackupRef, MigrationRecord
 from meshops.context import StepInput
@@ -36,6 +36,35 @@ def unrelaxed(live: dict, backed_up: dict) -> dict:
     return result
 
 
+def remutualed(live: dict, backed_up: dict) -> dict:
+    """`live` with relax-security's DestinationRule change undone: `tls: ISTIO_MUTUAL` back
+    wherever the backup had it and the live rule has no `tls` (its traffic policy, its port
+    settings matched by port, its subsets matched by name). Whatever else a teammate changed
+    meanwhile (a subset added) is theirs and is kept."""
+    result = json.loads(json.dumps(live))
+    mutual = {"mode": "ISTIO_MUTUAL"}
+
+    def put_back(policy: dict | None, original: dict | None) -> None:
+        if not isinstance(policy, dict) or not isinstance(original, dict):
+            return
+        if (original.get("tls") or {}).get("mode") == "ISTIO_MUTUAL" and "tls" not in policy:
+            policy["tls"] = dict(mutual)
+        ports = {json.dumps((p or {}).get("port"), sort_keys=True): p for p in original.get("portLevelSettings") or []}
+        for port in policy.get("portLevelSettings") or []:
+            before = ports.get(json.dumps((port or {}).get("port"), sort_keys=True))
+            if isinstance(port, dict) and ((before or {}).get("tls") or {}).get("mode") == "ISTIO_MUTUAL" and "tls" not in port:
+                port["tls"] = dict(mutual)
+
+    spec, original = result.get("spec") or {}, backed_up.get("spec") or {}
+    if "trafficPolicy" in spec:
+        put_back(spec["trafficPolicy"], original.get("trafficPolicy"))
+    subsets = {(s or {}).get("name"): s for s in original.get("subsets") or []}
+    for subset in spec.get("subsets") or []:
+        if isinstance(subset, dict) and "trafficPolicy" in subset:
+            put_back(subset["trafficPolicy"], (subsets.get(subset.get("name")) or {}).get("trafficPolicy"))
+    return result
+
+
 def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str],
             deletions_are_intent: bool) -> tuple[Backup | None, int]:
     """A supplementary backup holding what changed since `backup` (None if nothing did), and
@@ -52,9 +81,11 @@ def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str]
     now = {(r, o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for r, objs in live.items() for o in objs}
     merged, differ = {}, 0
     for key, obj in now.items():
-        candidate = unrelaxed(obj, kept[key]) if key in kept and key[0] == PEER_AUTHENTICATION else obj
-        if key in kept and key[0] == DESTINATION_RULE and digest(without_mutual_tls(kept[key]) or kept[key]) == digest(obj):
-            candidate = kept[key]  # relax-security's own change (ISTIO_MUTUAL taken out), nothing else
+        candidate = obj
+        if key in kept and key[0] == PEER_AUTHENTICATION:
+            candidate = unrelaxed(obj, kept[key])
+        elif key in kept and key[0] == DESTINATION_RULE:
+            candidate = remutualed(obj, kept[key])
         if key in kept and digest(candidate) == digest(kept[key]):
             merged[key] = kept[key]
         else:
@@ -90,7 +121,9 @@ def supplement_if_drifted(inp: StepInput, tools: Tools, kube: Kube, current: Mig
     and the backup every later step uses (the supplement, read back and verified, or `backup`)."""
     ref = current.backup
     live = live_objects(tools.runner, kube, istio_kinds(crds(tools.runner, kube)))
-    supplement, differ = drifted(backup, live, set(current.removed_policies),
+    # After a verified restore the cluster holds the backup as restore wrote it (revision labels moved).
+    compared = backup.as_restored(inp.decision.from_revision, inp.decision.to_revision) if current.restore_verified else backup
+    supplement, differ = drifted(compared, live, set(current.removed_policies),
                                  deletions_are_intent=not current.reached("purging") or current.restore_verified)
     if supplement is None:
         return current, ref, backup

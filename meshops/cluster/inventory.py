@@ -47,17 +47,22 @@ def injection_labels(runner: Runner, kube: Kube) -> dict[str, dict[str, str]]:
 REVISION_TAG_PREFIX = "istio-revision-tag-"
 
 
-def revision_tags(runner: Runner, kube: Kube) -> dict[str, str]:
+def tags_of(webhooks: list[dict]) -> dict[str, str]:
     """Revision tag -> revision, from the tag webhooks (`istio-revision-tag-<tag>`, labelled
-    istio.io/tag and istio.io/rev: Istio docs, "Canary upgrades" with revision tags; the
-    managed control plane installs `default` this way)."""
+    istio.io/rev and usually istio.io/tag: Istio docs, "Canary upgrades" with revision tags;
+    the managed control plane installs `default` this way)."""
     tags = {}
-    for hook in items(runner, kube.get("mutatingwebhookconfigurations")):
+    for hook in webhooks:
         meta = hook.get("metadata") or {}
         labels = meta.get("labels") or {}
-        if str(meta.get("name", "")).startswith(REVISION_TAG_PREFIX) and labels.get("istio.io/rev"):
-            tags[labels.get("istio.io/tag") or meta["name"][len(REVISION_TAG_PREFIX):]] = labels["istio.io/rev"]
+        name = str(meta.get("name", ""))
+        if name.startswith(REVISION_TAG_PREFIX) and labels.get("istio.io/rev"):
+            tags[labels.get("istio.io/tag") or name[len(REVISION_TAG_PREFIX):]] = labels["istio.io/rev"]
     return dict(sorted(tags.items()))
+
+
+def revision_tags(runner: Runner, kube: Kube) -> dict[str, str]:
+    return tags_of(items(runner, kube.get("mutatingwebhookconfigurations")))
 
 
 def mesh_configmaps(runner: Runner, kube: Kube, revisions: set[str]) -> list[dict]:

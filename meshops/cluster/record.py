@@ -65,6 +65,10 @@ class MigrationRecord:
     """namespace/name of the AuthorizationPolicies relax-security deleted (written before it did)."""
     restore_verified: bool = False
     """restore put every object back and checked its digest (cleared when a purge starts)."""
+    membership_deleted: bool = False
+    """reregister-membership deleted the membership and has not registered it again yet
+    (written before the delete, cleared once registered): the only time a missing
+    membership is this migration's doing."""
     resource_version: str = field(default="", compare=False)
 
     @property

@@ -42,11 +42,11 @@ def this_run(runner: Runner, kube: Kube, inp: StepInput, ref: BackupRef | None =
 def require_manual(runner: Runner, inp: StepInput, current: MigrationRecord) -> None:
     """Destructive steps re-check the live management mode, fetched now (never a cached
     answer): with management automatic, Google would re-create what they delete. A
-    membership this migration deleted (the record has reached re-registration) manages
-    nothing: a revert re-runs the purge before registering it again."""
+    membership this migration deleted (the record says so) manages nothing: a revert re-runs
+    the purge before registering it again."""
     state = mesh_state(run_json(runner, gcloud.describe_mesh(inp.ctx.fleet_project)), inp.ctx.membership_location,
                        inp.decision.membership)
-    if not state.found and current.reached("registered"):
+    if not state.found and current.membership_deleted:
         return
     if state.management != "MANAGEMENT_MANUAL":
         raise StepFailed(f"cluster {inp.ctx.cluster}: mesh management of {inp.decision.membership} is "

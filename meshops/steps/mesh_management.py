@@ -38,7 +38,7 @@ class ManagementStep:
             return result
         with cluster_access(inp.ctx, tools.runner) as kube:
             current = this_run(tools.runner, kube, inp)
-            if self.management == "manual" and current.reached("registered") and not membership_listed(
+            if self.management == "manual" and current.membership_deleted and not membership_listed(
                     run_json(tools.runner, gcloud.list_memberships(inp.ctx)), inp.decision.membership, inp.ctx.membership_location):
                 # A re-run (a revert) after this migration deleted the membership: nothing is
                 # managed any more; reregister-membership registers it again.

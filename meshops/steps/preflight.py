@@ -69,14 +69,16 @@ def report_cross_project_grants(ctx: StepContext, fleet_number: str, tools: Tool
 
 
 def membership_of(ctx: StepContext, memberships: Any, number: str, existing: MigrationRecord | None) -> str:
-    """The cluster's membership; when this stack's own migration deleted it (the record has
-    reached re-registration and the fleet lists no such membership: found on the real
-    engine, a revert after a refused registration), the recorded name: reregister-membership
-    registers it again."""
+    """The cluster's membership; when this stack's own migration deleted it (the record says
+    so, no membership registers the cluster meanwhile: found on the real engine, a revert
+    after a refused registration), the recorded name: reregister-membership registers it again."""
     try:
         return resolve_membership(ctx, memberships, number)
     except StepFailed:
-        if existing and existing.reached("registered") and not membership_listed(memberships, existing.membership, ctx.membership_location):
+        registered_elsewhere = any(registers(str(((m.get("endpoint") or {}).get("gkeCluster") or {}).get("resourceLink", "")),
+                                             ctx.project, ctx.location, ctx.cluster, number) for m in memberships or [])
+        if existing and existing.membership_deleted and not registered_elsewhere \
+                and not membership_listed(memberships, existing.membership, ctx.membership_location):
             return existing.membership
         raise
 

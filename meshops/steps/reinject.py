@@ -36,13 +36,17 @@ def commands(inp: StepInput) -> list[list[str]]:
     return [*found, RECORD_WRITE]
 
 
-def relabel(labels: dict[str, str], tags: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+def relabel(labels: dict[str, str], tags: dict[str, str] | None = None, from_revision: str = "") -> tuple[dict[str, str], list[str]]:
     """(labels to set, labels to remove) for a namespace's backed-up injection labels. A
-    revision tag (`tags`: tag -> revision at backup time) that pointed at a managed revision
-    counts as that revision: the purge deleted its webhook, so the label alone would leave
-    the namespace's new pods without a sidecar."""
+    revision tag (`tags`: tag -> revision at backup time) that pointed at the revision the
+    cluster ran (`from_revision`) counts as that revision: the purge deleted its webhook, so
+    the label alone would leave the namespace's new pods without a sidecar. A tag pointing
+    anywhere else (a revision not installed) injected nothing and stays as it was."""
     revision = labels.get("istio.io/rev")
-    if revision is not None and channel_of_revision((tags or {}).get(revision, revision)):
+    if revision is None:
+        return dict(labels), []
+    tagged = (tags or {}).get(revision)
+    if (tagged is None and channel_of_revision(revision)) or (tagged is not None and tagged == from_revision):
         return {"istio-injection": "enabled"}, ["istio.io/rev"]
     return dict(labels), []
 
@@ -61,7 +65,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             if ns not in live:
                 missing.append(ns)
                 continue
-            to_set, to_remove = relabel(labels, backup.revision_tags)
+            to_set, to_remove = relabel(labels, backup.revision_tags, inp.decision.from_revision)
             runner(kube.label_namespace(ns, to_set, to_remove))
             relabelled[ns] = to_set
         restarted = restart(runner, kube, workloads_in(runner, kube, set(relabelled))) if inp.options.restart_workloads and relabelled else []

@@ -15,21 +15,24 @@ from meshops.cluster.fleet_state import membership_listed
 from meshops.cluster.kube import cluster_access
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
+from meshops.steps.backup import refuse_bound_features
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 from meshops.steps.preflight import resolve_membership
 
 SUMMARY = 'Deletes and re-registers the fleet membership under its configured name.'
-STOPS = "the new membership not pointing at this cluster; a migration record that is not this run's"
+STOPS = ("fleet features bound to the membership since the backup (unless listed in acceptMembershipFeatures); "
+         "the new membership not pointing at this cluster; a migration record that is not this run's")
 CLUSTER_DATA = False
 NEEDS_DECISION = True
 NEEDS_BACKUP = False
-OPTIONS: tuple[str, ...] = ()
+OPTIONS = ("reregister_membership", "accept_membership_features")
 
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_memberships(ctx), gcloud.delete_membership(ctx, ctx.membership),
-            gcloud.register_membership(ctx, ctx.membership), gcloud.list_memberships(ctx), RECORD_WRITE]
+    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_features(ctx.fleet_project), RECORD_WRITE,
+            gcloud.list_memberships(ctx), RECORD_WRITE, gcloud.delete_membership(ctx, ctx.membership),
+            gcloud.register_membership(ctx, ctx.membership), RECORD_WRITE, gcloud.list_memberships(ctx)]
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -38,10 +41,13 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ctx, runner, name = inp.ctx, tools.runner, inp.decision.membership
     with cluster_access(ctx, runner) as kube:
         current = this_run(runner, kube, inp)
+        refuse_bound_features(inp, runner)  # bound since the backup, or re-registration just turned on
         current = record.advance(runner, kube, current, "registered")  # before any change: the record never under-states
         if membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
+            current = record.advance(runner, kube, current, current.phase, membership_deleted=True)
             runner(gcloud.delete_membership(ctx, name))
         runner(gcloud.register_membership(ctx, name))
+        current = record.advance(runner, kube, current, current.phase, membership_deleted=False)
         after = run_json(runner, gcloud.list_memberships(ctx))
         try:
             resolve_membership(ctx, after, inp.decision.project_number)

@@ -60,6 +60,7 @@ def apply_backup(runner, kube, backup: Backup, location: str, cluster: str, from
                  dry_run: bool = False) -> dict[str, Any]:
     """Server-side apply `backup` (security kinds first) and check every object's digest;
     with `dry_run`, only say what would be applied. Shared with `meshops restore`."""
+    backup = backup.as_restored(from_revision, to_revision)  # revision labels moved to the new revision
     kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
     archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) in ARCHIVE_ONLY_GROUPS)
     lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) not in ARCHIVE_ONLY_GROUPS)

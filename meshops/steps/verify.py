@@ -18,7 +18,7 @@ from meshops.cluster.backup_store import Backup, BackupStore, peer_authenticatio
 from meshops.cluster.drift import supplement_if_drifted
 from meshops.cluster.fleet_reader import describe_mesh
 from meshops.cluster.fleet_state import mesh_state
-from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects
+from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects, tags_of
 from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
 from meshops.cluster.process import StepFailed, Tools, run_json
@@ -54,18 +54,6 @@ def pod_revision(pod: dict) -> str:
         except ValueError:
             pass
     return str((meta.get("labels") or {}).get("istio.io/rev", ""))
-
-
-def revision_tags(webhooks: list[dict]) -> dict[str, str]:
-    """Revision tag -> revision, from the `istio-revision-tag-<tag>` webhooks: a pod injected
-    through the default tag may record the tag instead of the revision."""
-    tags = {}
-    for hook in webhooks:
-        meta = hook.get("metadata") or {}
-        name, revision = str(meta.get("name", "")), (meta.get("labels") or {}).get("istio.io/rev")
-        if name.startswith("istio-revision-tag-") and revision:
-            tags[name.removeprefix("istio-revision-tag-")] = revision
-    return tags
 
 
 def proxy_image(pod: dict) -> str:
@@ -117,7 +105,7 @@ def _compare_with_backup(inp: StepInput, tools: Tools, kube: Kube, pods: list[di
     # the backup this verify compares with is what the cluster is meant to hold.
     current, ref, backup = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
     live = live_objects(runner, kube, istio_kinds(crds(runner, kube)))
-    return differences(backup, live, pods, expected, tags, running), current, backup
+    return differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running), current, backup
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -128,7 +116,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         all_pods = items(tools.runner, kube.get("pods", all_namespaces=True))
         pods = [p for p in all_pods if has_sidecar(p)]
         running = {p["metadata"].get("namespace", "") for p in all_pods}
-        tags = revision_tags(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
+        tags = tags_of(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
         problems, current, backup = (_compare_with_backup(inp, tools, kube, pods, expected, tags, running) if migrating
                                      else ([], None, None))
         # Backed-up kinds the TRAFFIC_DIRECTOR implementation ignores.
