@@ -334,8 +334,9 @@ def scenario_operator_paths(bed: Bed) -> None:
     bed.kube.kubectl("apply", "-f", "-", input=json.dumps(LATE_VIRTUAL_SERVICE))
     bed.steps.append({"name": "teammate added a VirtualService", "after": snapshot(bed.kube), "channel": bed.gke_channel()})
     bed.fresh_runner("-runner2")
-    bed.emulator.fail_next("POST", r"^/gkehub/v1/projects/[^/]+/locations/[^/]+/memberships(\?|$)", 400,
-                           "injected: registration refused once")
+    # The cluster was registered the GKE way, so re-registration joins with a cluster update.
+    bed.emulator.fail_next("PUT", r"^/container/v1/projects/[^/]+/locations/[^/]+/clusters/[^/?]+$", 400,
+                           "injected: registration refused once", body_regex=r'"desiredFleet": \{"project": "[a-z]')
     bed.action("fresh runner: stopped after the purge", "up", stack_config("regular"))
     bed.action("PR reverted: back to rapid", "up", stack_config("rapid"))
     bed.action("again on rapid", "up", stack_config("rapid"))

@@ -92,6 +92,8 @@ class FakeCluster:
     version: str = "1.32.3-gke.1000"  # the field report's GKE version
     autopilot: bool = False
     pod_counter: int = 0
+    fleet_membership: str | None = None
+    """The cluster's own `fleet.membership` when registered the GKE way (container v1 Cluster.fleet)."""
 
     # ---------------------------------------------------------------- object store
     def resource_info(self, resource: str) -> tuple[str, str, bool]:
@@ -293,7 +295,8 @@ class FakeWorld:
 
     # ------------------------------------------------------------------ set-up
     def add_cluster(self, name: str, location: str, channel: str, membership: str | None = None,
-                    membership_location: str | None = None, project: str | None = None, mesh: bool = True) -> FakeCluster:
+                    membership_location: str | None = None, project: str | None = None, mesh: bool = True,
+                    gke_registered: bool = False) -> FakeCluster:
         cluster = FakeCluster(project or self.fleet_project, location, name, channel)
         self.clusters[name] = cluster
         for ns in ("default", "kube-system"):
@@ -302,6 +305,8 @@ class FakeWorld:
             key = (membership_location or location, membership or name)
             self.memberships[key] = Membership(cluster, provisioning_started=-10_000, revision=revision_of(channel))
             cluster.install_control_plane(revision_of(channel))
+            if gke_registered:
+                cluster.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{key[0]}/memberships/{key[1]}"
         return cluster
 
     def tools(self, cache=None) -> Tools:
@@ -376,6 +381,7 @@ class FakeWorld:
                     "releaseChannel": {"channel": c.channel.upper()} if c.channel != "unspecified" else {},
                     "workloadIdentityConfig": {"workloadPool": f"{c.project}.svc.id.goog"},
                     "currentMasterVersion": c.version, "autopilot": {"enabled": c.autopilot},
+                    **({"fleet": {"project": PROJECT_NUMBER, "membership": c.fleet_membership}} if c.fleet_membership else {}),
                     "nodePools": [{"name": "default-pool", "version": c.version,
                                    "config": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}}]}
         if words[:2] == ["container", "get-server-config"]:
@@ -387,6 +393,8 @@ class FakeWorld:
             return [o for o in self.operations if o["status"] == "RUNNING"]
         if words[:3] == ["container", "clusters", "update"]:
             c = self._cluster(words[3], flags)
+            if "clear-fleet-project" in flags or "fleet-project" in flags:
+                return self._gke_registration(c, flags)
             c.channel = flags["release-channel"]
             return ""
         if words[:2] == ["projects", "describe"]:
@@ -396,8 +404,10 @@ class FakeWorld:
                      "endpoint": {"gkeCluster": {"resourceLink": f"//container.googleapis.com/projects/{m.cluster.project}/locations/{m.cluster.location}/clusters/{m.cluster.name}"}}}
                     for (loc, name), m in sorted(self.memberships.items())]
         if words[:4] == ["container", "fleet", "memberships", "delete"]:
-            self._membership(flags, words[4])
+            member = self._membership(flags, words[4])
             del self.memberships[(flags["location"], words[4])]
+            if (member.cluster.fleet_membership or "").endswith(f"/locations/{flags['location']}/memberships/{words[4]}"):
+                member.cluster.fleet_membership = None  # the cluster's fleet link goes with it (our reading)
             return ""
         if words[:4] == ["container", "fleet", "memberships", "register"]:
             if (flags.get("location"), words[4]) in self.memberships:
@@ -434,6 +444,23 @@ class FakeWorld:
         if words[:3] == ["storage", "buckets", "describe"]:
             return self._bucket(words[3])
         raise FakeError(f"fake gcloud does not know: {' '.join(args)}")
+
+    def _gke_registration(self, c: FakeCluster, flags: dict[str, str]) -> str:
+        """`clusters update --clear-fleet-project` unregisters a GKE-registered cluster (GKE
+        deletes its membership); `--fleet-project` registers it under a membership named after
+        the cluster in the cluster's region (the field report's re-registration; gcloud
+        reference `container clusters update`; name and location: our reading of GKE's fleet docs)."""
+        region = c.location if c.location.count("-") == 1 else c.location.rsplit("-", 1)[0]
+        if "clear-fleet-project" in flags:
+            if c.fleet_membership:
+                self.memberships.pop((c.fleet_membership.split("/locations/")[1].split("/")[0], c.fleet_membership.rsplit("/", 1)[1]), None)
+            c.fleet_membership = None
+            return ""
+        if c.fleet_membership:
+            raise FakeError(f"FAILED_PRECONDITION: cluster {c.name} is already registered to a fleet")
+        self.memberships[(region, c.name)] = Membership(c, management=None)
+        c.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{region}/memberships/{c.name}"
+        return ""
 
     def _mesh_entry(self, member: Membership) -> dict:
         if member.management != "MANAGEMENT_AUTOMATIC" or member.provisioning_started is None:
@@ -633,9 +660,9 @@ def merge(target: dict, patch: dict) -> None:
 
 
 def seed_field_report(world: FakeWorld, channel: str = "rapid", name: str = "dev-cluster-1", membership: str | None = None,
-                      location: str = "asia-northeast1") -> FakeCluster:
+                      location: str = "asia-northeast1", gke_registered: bool = False) -> FakeCluster:
     """The field report's cluster: rapid channel, ISTIOD, the katayan apps, a STRICT mesh."""
-    cluster = world.add_cluster(name, location, channel, membership=membership)
+    cluster = world.add_cluster(name, location, channel, membership=membership, gke_registered=gke_registered)
     revision = revision_of(channel)
     cluster.put("namespaces", {"metadata": {"name": "katayan", "labels": {"istio.io/rev": revision}}})
     cluster.put("namespaces", {"metadata": {"name": "katayan-gateway", "labels": {"istio-injection": "enabled"}}})

@@ -192,6 +192,22 @@ def test_fleet_features_list_feeds_the_bound_features_rule(g, emu):
     assert features_bound_to(listed, "dev-cluster-1", "asia-northeast1", (FLEET, NUMBER)) == (["configmanagement"], [])
 
 
+def test_a_gke_registered_cluster_leaves_and_joins_the_fleet_with_cluster_updates(g, emu):
+    """The field report's re-registration (`clusters update --clear-fleet-project`, then
+    `--fleet-project`), as gcloud 528 sends it (desiredFleet), against the emulator."""
+    from meshops.context import StepContext
+
+    ctx = StepContext(project=FLEET, location="asia-northeast1", cluster="gke-registered", fleet_project=FLEET,
+                      membership="gke-registered", membership_location="asia-northeast1", channel="regular")
+    emu.add_cluster("gke-registered", "asia-northeast1", "rapid")
+    assert g.json(gcloud.describe_cluster(ctx))["fleet"]["membership"].endswith("/locations/asia-northeast1/memberships/gke-registered")
+    assert g(gcloud.leave_fleet(ctx)).returncode == 0
+    assert "fleet" not in g.json(gcloud.describe_cluster(ctx)) or not g.json(gcloud.describe_cluster(ctx))["fleet"].get("membership")
+    assert not any(m["name"].endswith("/memberships/gke-registered") for m in g.json(gcloud.list_memberships(ctx)))
+    assert g(gcloud.join_fleet(ctx)).returncode == 0
+    assert any(m["name"].endswith("/locations/asia-northeast1/memberships/gke-registered") for m in g.json(gcloud.list_memberships(ctx)))
+
+
 # ------------------------------------------------------------------------ fleet
 def test_memberships_list_delete_register(g, emu):
     listed = g.json(gcloud.list_memberships(CTX))

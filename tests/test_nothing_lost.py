@@ -311,3 +311,26 @@ def test_case_3b_a_revert_after_the_membership_was_deleted_and_its_registration_
     assert results["preflight"]["resumed"] is True and results["disable-management"]["membership_deleted"] is True
     assert results["verify"]["verified"] is True and results["verify"]["revision"] == "asm-managed-rapid"
     assert mesh_view(cluster) == before and cluster.channel == "rapid"
+
+
+def test_a_gke_registered_cluster_is_re_registered_the_gke_way_and_resumes_after_a_refusal():
+    """Issue "Correct on a real fleet", item 3: re-register the way the cluster was
+    registered. The field report's cluster was registered by GKE (its `fleet` block): leave
+    and join with `clusters update --clear-fleet-project` / `--fleet-project`, never
+    `memberships delete` on it. GKE refuses the join once; a plain retry joins without
+    leaving again; a revert instead would find the membership missing by our own doing."""
+    world, cluster, chain = field_report()
+    cluster.fleet_membership = "//gkehub.googleapis.com/projects/123456789012/locations/asia-northeast1/memberships/dev-cluster-1"
+    before = mesh_view(cluster)
+    world.fail(lambda argv: argv[:4] == ["gcloud", "container", "clusters", "update"] and any(a.startswith("--fleet-project=") for a in argv),
+               "FAILED_PRECONDITION: refused once")
+    with pytest.raises(StepFailed, match="refused once"):
+        chain.up()
+    assert not world.memberships and record_of(cluster)["registration"] == "gke" and record_of(cluster)["membership_deleted"] is True
+    results = chain.up()
+    assert results["verify"]["verified"] is True and mesh_view(cluster) == before
+    updates = [c for c in world.calls if c[:4] == ["gcloud", "container", "clusters", "update"]]
+    assert sum("--clear-fleet-project" in c for c in updates) == 1 and sum(any(a.startswith("--fleet-project=") for a in c) for c in updates) == 2
+    assert not [c for c in world.calls if c[:5] in (["gcloud", "container", "fleet", "memberships", "delete"],
+                                                    ["gcloud", "container", "fleet", "memberships", "register"])]
+    assert cluster.fleet_membership.endswith("/memberships/dev-cluster-1")

@@ -64,6 +64,18 @@ def register_membership(ctx: StepContext, membership: str) -> list[str]:
             "--enable-workload-identity", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
 
 
+def leave_fleet(ctx: StepContext) -> list[str]:
+    """Unregister a cluster registered the GKE way (its `fleet` block): GKE deletes the membership."""
+    return ["gcloud", "container", "clusters", "update", ctx.cluster, f"--project={ctx.project}", f"--location={ctx.location}",
+            "--clear-fleet-project", "--quiet"]
+
+
+def join_fleet(ctx: StepContext) -> list[str]:
+    """Register the GKE way (the field report's re-registration): a membership named after the cluster."""
+    return ["gcloud", "container", "clusters", "update", ctx.cluster, f"--project={ctx.project}", f"--location={ctx.location}",
+            f"--fleet-project={ctx.fleet_project}", "--quiet"]
+
+
 def list_enabled_services(project: str) -> list[str]:
     return ["gcloud", "services", "list", "--enabled", f"--project={project}", "--format=json"]
 

@@ -65,6 +65,9 @@ class MigrationRecord:
     """namespace/name of the AuthorizationPolicies relax-security deleted (written before it did)."""
     restore_verified: bool = False
     """restore put every object back and checked its digest (cleared when a purge starts)."""
+    registration: str = ""
+    """How the membership was registered, read before reregister changed it: "gke" (the
+    cluster's own `fleet` block names it) or "membership" (`memberships register`)."""
     membership_deleted: bool = False
     """reregister-membership deleted the membership and has not registered it again yet
     (written before the delete, cleared once registered): the only time a missing

@@ -60,6 +60,31 @@ def _cluster(world: World, project: str, location: str, name: str) -> Cluster:
     return c
 
 
+def _update_fleet(world: World, c: Cluster, project: str) -> dict:
+    """`clusters update --fleet-project=P` sends desiredFleet {project: P}: GKE registers the
+    cluster to that fleet under a membership named after the cluster, in the cluster's
+    region; `--clear-fleet-project` sends {project: ""} and GKE unregisters it (gcloud 528's
+    requests, seen with the emulator's log; the field report re-registered this way; the
+    membership's name and location are our reading of GKE's fleet docs)."""
+    from .gkehub import register_membership  # gkehub imports nothing of container: no cycle at import time
+
+    if not project:
+        if c.fleet_membership:
+            _, _, rest = c.fleet_membership.partition("/projects/")
+            parts = rest.split("/")  # NUMBER/locations/L/memberships/M
+            key = (world.known_project(parts[0]) if parts[0] else "", parts[2], parts[4])
+            world.memberships.pop(key, None)
+            c.fleet_membership = None
+        return _operation(world, c, "UPDATE_CLUSTER")
+    if c.fleet_membership:
+        raise ApiError(400, f"Cluster is already registered to a fleet: {c.fleet_membership}", "FAILED_PRECONDITION")
+    fleet = world.known_project(project)
+    region = c.location if c.location.count("-") == 1 else c.location.rsplit("-", 1)[0]
+    register_membership(world, fleet, region, c.name, f"//container.googleapis.com/projects/{c.project}/locations/{c.location}/clusters/{c.name}")
+    c.fleet_membership = f"//gkehub.googleapis.com/projects/{world.number_of(fleet) or fleet}/locations/{region}/memberships/{c.name}"
+    return _operation(world, c, "UPDATE_CLUSTER")
+
+
 def _operation(world: World, c: Cluster, kind: str, status: str = "DONE") -> dict:
     op_id = f"operation-{world.next_id()}"
     base = f"https://container.googleapis.com/v1/projects/{c.project}/locations/{c.location}"
@@ -95,8 +120,10 @@ def register(router: Router, world: World) -> None:
         update = body.get("update") or {}
         with world.lock:
             c = _cluster(world, project, location, cluster)
+            if set(update) == {"desiredFleet"}:
+                return _update_fleet(world, c, str((update["desiredFleet"] or {}).get("project", "")))
             if set(update) != {"desiredReleaseChannel"}:
-                raise ApiError(400, f"The emulator only updates the release channel, not {sorted(update)}", "UNIMPLEMENTED")
+                raise ApiError(400, f"The emulator only updates the release channel and the fleet, not {sorted(update)}", "UNIMPLEMENTED")
             target = str((update["desiredReleaseChannel"] or {}).get("channel", "UNSPECIFIED")).lower()
             running = [o for o in world.container_operations if o["status"] == "RUNNING"
                        and o["targetLink"].endswith(f"/clusters/{c.name}") and f"/locations/{c.location}/" in o["targetLink"]]

@@ -47,6 +47,8 @@ class Fault:
     status: int
     message: str
     remaining: int
+    body: re.Pattern | None = None
+    """Also match the request body (e.g. one kind of cluster update among several PUTs)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -218,7 +220,8 @@ class GcpEmulator:
         with self._log_lock:
             self.log.append(request)
             fault = next((f for f in self.faults if f.remaining and f.method in (request.method, "*")
-                          and f.pattern.search(request.path)), None)
+                          and f.pattern.search(request.path)
+                          and (f.body is None or f.body.search(request.body.decode("utf-8", "replace")))), None)
             if fault:
                 fault.remaining -= 1
         try:
@@ -243,11 +246,13 @@ class GcpEmulator:
         with self._log_lock:
             self.log.clear()
 
-    def fail_next(self, method: str, path_regex: str, status: int = 500, message: str = "injected fault", times: int = 1) -> None:
+    def fail_next(self, method: str, path_regex: str, status: int = 500, message: str = "injected fault", times: int = 1,
+                  body_regex: str | None = None) -> None:
         """The next `times` requests with this method ("*": any) whose decoded path matches
         `path_regex` (re.search) answer `status` with Google's error shape."""
         with self._log_lock:
-            self.faults.append(Fault(method, re.compile(path_regex), status, message, times))
+            self.faults.append(Fault(method, re.compile(path_regex), status, message, times,
+                                     re.compile(body_regex) if body_regex else None))
 
     # ------------------------------------------------------------------ set-up
     def add_cluster(self, name: str, location: str, channel: str, *, project: str | None = None, endpoint: str = "",
