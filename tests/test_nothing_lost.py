@@ -334,3 +334,23 @@ def test_a_gke_registered_cluster_is_re_registered_the_gke_way_and_resumes_after
     assert not [c for c in world.calls if c[:5] in (["gcloud", "container", "fleet", "memberships", "delete"],
                                                     ["gcloud", "container", "fleet", "memberships", "register"])]
     assert cluster.fleet_membership.endswith("/memberships/dev-cluster-1")
+
+
+def test_turning_re_registration_off_after_the_membership_left_stops_with_the_fix_and_loses_nothing():
+    """An option edit mid-migration: the GKE-registered cluster left the fleet, its join was
+    refused, then the PR sets reregisterMembership: false. enable-management cannot manage a
+    membership that no longer exists: one line naming the fix, the backup kept; setting it
+    back finishes the migration."""
+    world, cluster, chain = field_report()
+    cluster.fleet_membership = "//gkehub.googleapis.com/projects/123456789012/locations/asia-northeast1/memberships/dev-cluster-1"
+    before = mesh_view(cluster)
+    world.fail(lambda argv: argv[:4] == ["gcloud", "container", "clusters", "update"] and any(a.startswith("--fleet-project=") for a in argv),
+               "FAILED_PRECONDITION: refused once")
+    with pytest.raises(StepFailed, match="refused once"):
+        chain.up()
+    chain.reregister = False
+    with pytest.raises(StepFailed, match=r"deleted membership dev-cluster-1 .* set gke-mesh:migration.reregisterMembership back to true"):
+        chain.up()
+    assert record_of(cluster)["backup"] is not None and record_of(cluster)["membership_deleted"] is True
+    chain.reregister = True
+    assert chain.up()["verify"]["verified"] is True and mesh_view(cluster) == before

@@ -10,7 +10,7 @@ from typing import Any
 from meshops.cluster import gcloud, record
 from meshops.cluster.fleet_state import membership_listed
 from meshops.cluster.kube import cluster_access
-from meshops.cluster.process import Tools, run_json
+from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
 from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
 
@@ -44,6 +44,10 @@ class ManagementStep:
                 # managed any more; reregister-membership registers it again.
                 tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} was deleted by this migration; nothing to switch")
                 return {"cluster": inp.ctx.cluster, "management": self.management, "membership_deleted": True}
+            if self.management == "automatic" and current.membership_deleted:
+                # Re-registration was turned off after this migration deleted the membership.
+                raise StepFailed(f"cluster {inp.ctx.cluster}: this migration deleted membership {inp.decision.membership} and has not "
+                                 "registered it again; set gke-mesh:migration.reregisterMembership back to true (the backup is kept)")
             record.advance(tools.runner, kube, current, self.phase)
             tools.runner(gcloud.set_mesh_management(inp.ctx, inp.decision.membership, self.management))
         tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} is MANAGEMENT_{self.management.upper()}")
