@@ -13,6 +13,8 @@ cluster is created on the target channel and this resource owns later changes.
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import pulumi
 import pulumi_command as command
 
@@ -30,6 +32,22 @@ def channel_spec(ctx: StepContext, in_chain: bool) -> StepSpec:
     return StepSpec(step="release-channel", create=command_line("release-channel"), update=command_line("release-channel"),
                     delete=None, environment=environment_for("release-channel", ctx, Options()),
                     run_from="preflight" if in_chain else None)
+
+
+GET_CLUSTER = "gcp:container/getCluster:getCluster"
+
+
+def live_channel(ctx: StepContext, parent: pulumi.Resource, after: list[pulumi.Resource]) -> pulumi.Output[str | None]:
+    """The cluster's GKE channel as GKE reports it now, read after `after` (the verify step):
+    so each `up` notices a channel changed outside the stack since the last migration, which
+    no command resource would (`pulumi refresh` never re-runs a command). The
+    `gcp:container/getCluster` invoke (pulumi_gcp container.get_cluster_output) by token, at
+    the installed pulumi-gcp's version, keeps `pulumi_gcp.container` (~0.2 s) out of the program."""
+    args = {"location": ctx.location, "name": ctx.cluster, "project": ctx.project, "skipNodePoolRefresh": None}
+    opts = pulumi.InvokeOutputOptions(parent=parent, depends_on=after, version=version("pulumi-gcp"))
+    live = pulumi.runtime.invoke_output(GET_CLUSTER, args, opts=opts)
+    return live.apply(lambda result: next((str(c.get("channel", "")).lower() for c in (result or {}).get("releaseChannels") or []
+                                           if isinstance(c, dict) and c.get("channel")), None))
 
 
 class ReleaseChannel(pulumi.ComponentResource):

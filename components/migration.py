@@ -35,7 +35,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command as command
 
-from meshops.context import BACKUP_KEY, DECISION_KEY, PREFIX, Options, StepContext, command_line, attempt_of
+from meshops.cluster.execute import STACK_KEY
+from meshops.cluster.trust import KEY_ENV
+from meshops.context import BACKUP_KEY, DECISION_KEY, GUARD_KEY, PREFIX, Options, StepContext, command_line, attempt_of
 from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL, GUARD, STEPS, backup_source, environment_for
 from meshops.steps import guard as guard_step
 
@@ -62,7 +64,9 @@ class StepSpec:
 
 def step_spec(step: str, ctx: StepContext, options: Options, rerun: str) -> StepSpec:
     module = STEPS[step]
-    from_state = {}
+    from_state = {KEY_ENV: STACK_KEY}
+    if step == "preflight":
+        from_state[GUARD_KEY] = GUARD  # preflight claims the cluster for this guard
     if module.NEEDS_DECISION:
         from_state[DECISION_KEY] = "preflight"
     if module.NEEDS_BACKUP:
@@ -77,7 +81,8 @@ def guard_spec(ctx: StepContext, options: Options) -> StepSpec:
     """The cluster's identity without the channel: a channel change leaves the guard alone."""
     identity = {k: v for k, v in ctx.environment().items() if k != CHANNEL_KEY}
     return StepSpec(step=GUARD, create=command_line(GUARD), update=command_line(f"keep {GUARD}"),
-                    delete=command_line("guard-delete"), environment={**identity, **options.environment(guard_step.OPTIONS)})
+                    delete=command_line("guard-delete"), environment={**identity, **options.environment(guard_step.OPTIONS)},
+                    inputs_from_state={KEY_ENV: STACK_KEY})
 
 
 def chain_steps(reregister: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -85,7 +90,7 @@ def chain_steps(reregister: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return CHAIN_BEFORE_CHANNEL, tuple(s for s in CHAIN_AFTER_CHANNEL if reregister or s != "reregister-membership")
 
 
-def register(name: str, spec: StepSpec, steps: dict[str, command.local.Command], parent: pulumi.Resource,
+def register(name: str, spec: StepSpec, steps: dict[str, command.local.Command], parent: pulumi.Resource | None,
               depends_on: list[pulumi.Resource]) -> command.local.Command:
     environment: dict[str, pulumi.Input[str]] = dict(spec.environment)
     for key, producer in spec.inputs_from_state.items():
@@ -116,11 +121,13 @@ class MigrationChain(pulumi.ComponentResource):
     steps: dict[str, command.local.Command]
 
     def __init__(self, name: str, ctx: StepContext, options: Options, reregister: bool, rerun: str,
-                 depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
+                 stack_key: command.local.Command, depends_on: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-mesh:migration:MigrationChain", name, None, opts)
         self.ctx, self.options, self.rerun, self.steps = ctx, options, rerun, {}
+        self.sources: dict[str, command.local.Command] = {STACK_KEY: stack_key}
         before, self.after_channel_steps = chain_steps(reregister)
-        self.guard = register(f"{ctx.cluster}-{GUARD}", guard_spec(ctx, options), self.steps, self, depends_on)
+        self.guard = register(f"{ctx.cluster}-{GUARD}", guard_spec(ctx, options), self.sources, self, depends_on)
+        self.sources[GUARD] = self.guard
         previous: list[pulumi.Resource] = [*depends_on, self.guard]
         for step in before:
             previous = [self._step(step, previous)]
@@ -139,5 +146,5 @@ class MigrationChain(pulumi.ComponentResource):
 
     def _step(self, step: str, depends_on: list[pulumi.Resource]) -> command.local.Command:
         spec = step_spec(step, self.ctx, self.options, self.rerun)
-        self.steps[step] = register(f"{self.ctx.cluster}-{step}", spec, self.steps, self, depends_on)
+        self.steps[step] = register(f"{self.ctx.cluster}-{step}", spec, {**self.sources, **self.steps}, self, depends_on)
         return self.steps[step]

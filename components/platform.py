@@ -8,32 +8,41 @@ from typing import Any
 
 import pulumi
 
-from components.channel import ReleaseChannel
+from components.channel import ReleaseChannel, live_channel
 from components.fleet import FleetMembership, MeshFeature
 from components.management import MeshManagement
-from components.migration import MigrationChain
+from components.migration import MigrationChain, register
 from components.services import ProjectServices
 from components.settings import Cluster, Settings
+from components.stack_key import stack_key_spec
 from meshops.context import Options, StepContext, revision_of
 
 MESH_APIS = ("mesh.googleapis.com", "connectgateway.googleapis.com", "gkehub.googleapis.com")
 VERIFY_FIELDS = ("verified", "run_id", "control_plane_state", "data_plane_state", "revision", "implementation", "proxy_images")
 
 
-def verify_outputs(stdout: str | None, channel: str) -> dict[str, Any]:
+def verify_outputs(stdout: str | None, channel: str, live: str | None = None, cluster: str = "") -> dict[str, Any]:
     """`clusters.<name>.last_verify`: what the verify step found when it last ran. Named for
     what it is: a Command's stdout is as old as its last run (`pulumi refresh` never
     re-runs a command), so this is the last migration's proof, not a live reading.
 
     `verified` holds only for `channel`, the channel this cluster is exported with: a run
     that registers the outputs without running the chain (`pulumi up --target ...`) exports
-    the new channel beside the old channel's proof, which must not read as verified."""
+    the new channel beside the old channel's proof, which must not read as verified. Nor
+    does it hold once the cluster's `live` GKE channel (read after verify, on every `up`)
+    is another: someone changed it since, and says so in a warning."""
     try:
         result = json.loads(stdout or "")
     except ValueError:
         result = {}
+    proven = result.get("verified", False) is True and result.get("revision") == revision_of(channel)
+    if proven and live is not None and live != channel:
+        pulumi.log.warn(f"cluster {cluster}: its GKE channel is {live}, not {channel} as this stack last verified (changed outside "
+                        f"the stack?); last_verify.verified is false until it is migrated again: set gke-mesh:migration.rerun to a "
+                        "new value and run `pulumi up` (or put the channel back by hand)")
+        proven = False
     return {
-        "verified": result.get("verified", False) is True and result.get("revision") == revision_of(channel),
+        "verified": proven,
         "run_id": result.get("run_id", ""),
         "control_plane_state": result.get("control_plane_state", "UNKNOWN"),
         "data_plane_state": result.get("data_plane_state", "UNKNOWN"),
@@ -52,7 +61,7 @@ class ClusterMesh(pulumi.ComponentResource):
 
     chain: MigrationChain | None
 
-    def __init__(self, cluster: Cluster, settings: Settings, fleet_services: ProjectServices,
+    def __init__(self, cluster: Cluster, settings: Settings, identity: str, stack_key, fleet_services: ProjectServices,
                  cluster_services: ProjectServices, feature: MeshFeature, wait_for: list[pulumi.Resource],
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-mesh:platform:ClusterMesh", cluster.name, None, opts)
@@ -71,8 +80,9 @@ class ClusterMesh(pulumi.ComponentResource):
 
         chain = None
         if cluster.migration.enabled:
-            chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(cluster, settings.stack),
-                                   cluster.migration.reregister_membership, cluster.migration.rerun, [*base, *wait_for], opts=child)
+            chain = MigrationChain(f"{cluster.name}-migration", ctx, step_options(cluster, identity),
+                                   cluster.migration.reregister_membership, cluster.migration.rerun, stack_key,
+                                   [*base, *wait_for], opts=child)
         self.chain = chain
         channel = ReleaseChannel(f"{cluster.name}-channel", ctx, [chain.last_before_channel] if chain else base,
                                  chain.steps if chain else None, opts=child)
@@ -91,8 +101,12 @@ class ClusterMesh(pulumi.ComponentResource):
                            created=owned.cluster if owned else None, opts=child)
 
         channel_now = cluster.release_channel
-        verified = (chain.steps["verify"].stdout.apply(lambda stdout: verify_outputs(stdout, channel_now)) if chain
-                    else pulumi.Output.from_input(verify_outputs(None, channel_now)))
+        if chain:
+            live = live_channel(ctx, self, [chain.steps["verify"]])
+            verified = pulumi.Output.all(chain.steps["verify"].stdout, live).apply(
+                lambda values: verify_outputs(values[0], channel_now, values[1], cluster.name))
+        else:
+            verified = pulumi.Output.from_input(verify_outputs(None, channel_now))
         self.outputs = pulumi.Output.all(membership.name, verified).apply(lambda values: {
             "project": cluster.project,
             "location": cluster.location,
@@ -108,6 +122,12 @@ def step_context(cluster: Cluster, settings: Settings) -> StepContext:
     return StepContext(project=cluster.project, location=cluster.location, cluster=cluster.name,
                        fleet_project=settings.project, membership=cluster.membership,
                        membership_location=cluster.membership_location, channel=cluster.release_channel)
+
+
+def stack_identity(stack: str) -> str:
+    """<org>/<project>/<stack>: what names this stack in records, claims and backup folders, so a
+    second project's `prod` on a shared cluster is another stack."""
+    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
 
 
 def step_options(cluster: Cluster, stack: str) -> Options:
@@ -129,13 +149,15 @@ class MeshPlatform(pulumi.ComponentResource):
         allow_dependency_depth(len(settings.clusters), settings.migration.max_parallel)
         child = pulumi.ResourceOptions(parent=self)
         services = {project: ProjectServices(f"{project}-apis", project, settings.apis, opts=child) for project in settings.projects}
+        identity = stack_identity(settings.stack)
+        stack_key = register("stack-key", stack_key_spec(), {}, self, []) if any(c.migration.enabled for c in settings.clusters) else None
         fleet = services[settings.project]
         feature = MeshFeature("mesh-feature", settings.project, adopt=settings.mesh_feature == "adopt",
                               depends_on=fleet.only("gkehub.googleapis.com", "mesh.googleapis.com"), opts=child)
         self.clusters = {}
         chains: list[MigrationChain] = []
         for c in settings.clusters:
-            mesh = ClusterMesh(c, settings, fleet, services[c.project], feature,
+            mesh = ClusterMesh(c, settings, identity, stack_key, fleet, services[c.project], feature,
                                batch_gate(chains, settings.migration.max_parallel), opts=child)
             self.clusters[c.name] = mesh
             if mesh.chain:

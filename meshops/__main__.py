@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
             step.add_argument("--sha256", help="sha256 of that backup's manifest.json, when no record names it")
             step.add_argument("--dry-run", action="store_true", help="say what would be applied, change nothing")
     keep = sub.add_parser("keep", help="a step's update: print its previous result, run nothing (normally run by `pulumi up`)")
-    keep.add_argument("step", choices=[*STEPS, "guard"])
+    keep.add_argument("step", choices=[*STEPS, "guard", "stack-key"])
+    sub.add_parser("stack-key", help="draw the stack's key once (normally run by `pulumi up`)")
     sub.add_parser("guard", help="hold a cluster for this stack (normally run by `pulumi up`)")
     sub.add_parser("guard-delete", help="release a cluster; refuses while its migration is in flight (run by `pulumi destroy`)")
     return parser
@@ -137,7 +138,7 @@ def _status(args: argparse.Namespace) -> int:
     from meshops.review.plan import PlanError
 
     try:
-        found = breakglass.targets(args.config, args.stack, args.cluster)
+        found = breakglass.targets(args.config, args.stack, args.cluster, _stack_key("status", args))
     except (ConfigError, PlanError, breakglass.BreakGlassError, OSError, ValueError) as error:
         print(f"meshops status: {error}", file=sys.stderr)
         return 2
@@ -152,6 +153,17 @@ def _status(args: argparse.Namespace) -> int:
     return breakglass.exit_code(statuses)
 
 
+def _stack_key(command: str, args: argparse.Namespace):
+    """The stack's key from its state, to check records with; None (said on stderr) when it cannot be read."""
+    from meshops.cluster import breakglass
+
+    _, identity = breakglass.identity_of(args.stack, args.config)
+    key, why = breakglass.key_from_state(identity, args.config.resolve().parent)
+    if key is None:
+        print(f"meshops {command}: migration records are not checked (cannot read stack {identity}'s key: {why})", file=sys.stderr)
+    return key
+
+
 def _restore_by_hand(args: argparse.Namespace) -> int:
     from components.settings import ConfigError
     from meshops.cluster import breakglass
@@ -161,7 +173,7 @@ def _restore_by_hand(args: argparse.Namespace) -> int:
         print("meshops restore: --cluster is required with --config", file=sys.stderr)
         return 2
     try:
-        (target,) = breakglass.targets(args.config, args.stack, args.cluster)
+        (target,) = breakglass.targets(args.config, args.stack, args.cluster, _stack_key("restore", args))
     except (ConfigError, PlanError, breakglass.BreakGlassError, OSError, ValueError) as error:
         print(f"meshops restore: {error}", file=sys.stderr)
         return 2

@@ -14,11 +14,16 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from meshops.cluster.trust import KEY_ENV, MissingKey, StackKey
+
 PREFIX = "GKE_MESH_"
 DECISION_KEY = PREFIX + "DECISION"
 BACKUP_KEY = PREFIX + "BACKUP_FROM"
 """The stdout of the step that produced this run's backup reference (backup, or purge
 after a drift supplement), from Pulumi state: the one source of the backup's location."""
+GUARD_KEY = PREFIX + "GUARD"
+"""The guard resource's stdout, from Pulumi state: its id names the resource that holds the
+owner claim (a renamed guard's old resource must not release its successor's claim)."""
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._/:@=,-]*")
 _CHANNELS = ("rapid", "regular", "stable")
 
@@ -63,7 +68,8 @@ class StepContext:
 class Options:
     """Migration options (`gke-mesh:migration`), as steps see them."""
 
-    stack: str = "stack"
+    stack: str = "organization/gke-mesh/stack"
+    """The stack's identity, <org>/<project>/<stack>: a second project's `prod` is another stack."""
     backup_uri: str = "backups"
     relax_security: bool = True
     remove_authorization_policies: bool = False
@@ -163,6 +169,15 @@ class Decision:
                    membership=ctx.membership, implementation="<implementation>", run_id="<run-id>")
 
 
+def guard_id_of(guard_json: str | None) -> str:
+    """The id in the guard's stdout ("" for a guard created before guards had ids)."""
+    try:
+        value = json.loads(guard_json or "").get("guard_id", "")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) and _SAFE_VALUE.fullmatch(value) else ""
+
+
 def attempt_of(decision_json: str | None) -> str:
     """The attempt in preflight's stdout ("" when it is not a decision)."""
     try:
@@ -195,11 +210,21 @@ class StepInput:
     """The producing step's result: {"backup": {location, manifest_sha256}, ...} or a skip."""
     process_env: Mapping[str, str] = field(default_factory=dict)
     """The rest of the step's environment (CI markers), read by checks that depend on where it runs."""
+    key: StackKey | None = None
+    """The stack's key (meshops.cluster.trust), for every step that reads or writes the record."""
+    guard_id: str = ""
+    """The guard resource's id (preflight claims the cluster for it; the guard's delete releases its own claim only)."""
+
+    @property
+    def stack_key(self) -> StackKey:
+        if self.key is None:
+            raise ContextError(f"environment variable {KEY_ENV} is missing; run steps through `pulumi up`")
+        return self.key
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str], needs_decision: bool, needs_backup: bool = False,
-                         needs_channel: bool = True) -> "StepInput":
-        decision = backup_from = None
+                         needs_channel: bool = True, needs_key: bool = True) -> "StepInput":
+        decision = backup_from = key = None
         if needs_decision:
             text = env.get(DECISION_KEY, "")
             if not text:
@@ -213,14 +238,29 @@ class StepInput:
             if not isinstance(backup_from, dict):
                 raise ContextError(f"environment variable {BACKUP_KEY} is not a step result; run steps through `pulumi up`")
         markers = {k: env[k] for k in ("CI", "GITHUB_ACTIONS") if k in env}
-        return cls(StepContext.from_environment(env, needs_channel), Options.from_environment(env), decision, backup_from, markers)
+        options = Options.from_environment(env)
+        if needs_key:
+            # The decision in state names the stack for every step after preflight (which
+            # reads no stack option); preflight and the guard read it from their options.
+            stack = decision.stack if decision is not None and decision.stack else options.stack
+            try:
+                key = StackKey.from_environment(env, stack)
+            except MissingKey as error:
+                raise ContextError(str(error)) from None
+        guard_id = ""
+        if GUARD_KEY in env:
+            guard_id = guard_id_of(env[GUARD_KEY])
+        return cls(StepContext.from_environment(env, needs_channel), options, decision, backup_from, markers, key, guard_id)
+
+    def backup_folder(self) -> str:
+        """This stack's backups of this cluster: <backupUri>/<org>/<project>/<stack>/<cluster>."""
+        return f"{self.options.backup_uri.rstrip('/')}/{self.options.stack}/{self.ctx.cluster}"
 
     def new_backup_location(self) -> str:
-        """Where a new backup of this run goes: <backupUri>/<stack>/<cluster>/<from>-to-<to>/<run-id>.
+        """Where a new backup of this run goes: <backup folder>/<from>-to-<to>/<run-id>.
         Only the backup step uses it; every later step reads the location from state."""
         decision = self.decision or Decision.placeholder(self.ctx)
-        base = self.options.backup_uri.rstrip("/")
-        return f"{base}/{self.options.stack}/{self.ctx.cluster}/{decision.from_channel}-to-{decision.to_channel}/{decision.run_id}"
+        return f"{self.backup_folder()}/{decision.from_channel}-to-{decision.to_channel}/{decision.run_id}"
 
 
 _LAUNCHER = "python3 -m meshops "

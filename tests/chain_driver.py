@@ -45,12 +45,13 @@ from typing import Any, Callable, Iterator, Mapping
 
 from components.channel import channel_spec
 from components.migration import StepSpec, chain_steps, guard_spec, step_spec
+from components.stack_key import stack_key_spec
 from meshops.cluster.execute import execute
 from meshops.cluster.process import StepFailed
 from meshops.context import Options, StepContext, attempt_of
 
 ORDER_BEFORE, ORDER_AFTER = chain_steps(True)
-ORDER = ("guard", *ORDER_BEFORE, "release-channel", *ORDER_AFTER)
+ORDER = ("stack-key", "guard", *ORDER_BEFORE, "release-channel", *ORDER_AFTER)
 PREVIOUS_STDOUT = "PULUMI_COMMAND_STDOUT"
 
 
@@ -100,7 +101,7 @@ class Chain:
         if not self.in_program:
             return []
         before, after = chain_steps(self.reregister)
-        return [guard_spec(self.ctx, self.options),
+        return [stack_key_spec(), guard_spec(self.ctx, self.options),
                 *(step_spec(s, self.ctx, self.options, self.rerun) for s in before),
                 channel_spec(self.ctx, in_chain=True),
                 *(step_spec(s, self.ctx, self.options, self.rerun) for s in after)]

@@ -64,7 +64,25 @@ BUILTIN = {  # resource -> (kind, apiVersion, namespaced)
     "clusterroles": ("ClusterRole", "rbac.authorization.k8s.io/v1", False),
     "clusterrolebindings": ("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", False),
     "customresourcedefinitions": ("CustomResourceDefinition", "apiextensions.k8s.io/v1", False),
+    "services": ("Service", "v1", True), "serviceaccounts": ("ServiceAccount", "v1", True),
+    "jobs": ("Job", "batch/v1", True), "cronjobs": ("CronJob", "batch/v1", True),
+    "networkpolicies": ("NetworkPolicy", "networking.k8s.io/v1", True), "events": ("Event", "v1", True),
 }
+
+
+def builtin_name(resource: str) -> str:
+    """`deployments.apps` -> `deployments` (kubectl takes both; api-resources prints the former)."""
+    plural, _, group = resource.partition(".")
+    info = BUILTIN.get(plural)
+    if group and info and "/" in info[1] and info[1].rsplit("/", 1)[0] == group:
+        return plural
+    return resource
+
+
+def api_resource_name(resource: str) -> str:
+    """How `kubectl api-resources -o name` prints a resource: plural[.group]."""
+    api_version = BUILTIN[resource][1]
+    return resource if "/" not in api_version else f"{resource}.{api_version.rsplit('/', 1)[0]}"
 ALIASES = {"deployment": "deployments", "daemonset": "daemonsets", "configmap": "configmaps", "namespace": "namespaces",
            "statefulset": "statefulsets", "crd": "customresourcedefinitions", "crds": "customresourcedefinitions"}
 
@@ -97,6 +115,7 @@ class FakeCluster:
 
     # ---------------------------------------------------------------- object store
     def resource_info(self, resource: str) -> tuple[str, str, bool]:
+        resource = builtin_name(resource)
         if resource in BUILTIN:
             return BUILTIN[resource]
         crd = self.objects.get(("customresourcedefinitions", "", resource))
@@ -136,6 +155,10 @@ class FakeCluster:
         return obj
 
     def list(self, resource: str, namespace: str | None) -> list[dict]:
+        resource = builtin_name(resource)
+        return self._list(resource, namespace)
+
+    def _list(self, resource: str, namespace: str | None) -> list[dict]:
         """Objects at one version of their CRD whatever version they were written at, as the
         API server does. The real server answers at the *preferred* version, which can differ
         from the storage version used here (test_kube_real.py tracks that difference as an
@@ -284,6 +307,8 @@ class FakeWorld:
         self.faults: list[Fault] = []
         self.log: list[str] = []
         self.gcs_root = gcs_root
+        self.gcs_generations: dict[str, dict[int, str]] = {}
+        """URL -> generation -> content of every version written (a versioned bucket keeps them all)."""
         self.bucket_settings: dict[str, dict] = {}
         self.channel_versions = {ch: ["1.32.3-gke.1000"] for ch in ("rapid", "regular", "stable")}
         self.operations: list[dict] = []
@@ -441,6 +466,10 @@ class FakeWorld:
             return self._storage_write(words[3])
         if words[:2] == ["storage", "cat"]:
             return self._storage_read(words[2])
+        if words[:3] == ["storage", "objects", "describe"]:
+            return self._storage_describe(words[3])
+        if words[:3] == ["storage", "objects", "list"]:
+            return self._storage_list(words[3])
         if words[:3] == ["storage", "buckets", "describe"]:
             return self._bucket(words[3])
         raise FakeError(f"fake gcloud does not know: {' '.join(args)}")
@@ -500,17 +529,59 @@ class FakeWorld:
         assert self.gcs_root is not None, "set gcs_root to use gs:// backups"
         return self.gcs_root / url.removeprefix("gs://")
 
+    # Versioning (required of the bucket): every write is a new generation and older ones
+    # stay readable as `URL#generation` (Cloud Storage docs, "Object versioning"; gcloud's
+    # storage_url.py GS_GENERATION_REGEX). A test that edits a file under gcs_root plays a
+    # bucket writer: the file is the live version, at a generation of its own.
     def _storage_write(self, url: str) -> str:
         path = self._gcs_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.stdin or "")
+        self._generation_of(url, write=True)
         return ""
 
+    def _generation_of(self, url: str, write: bool = False) -> int:
+        """The live generation of `url`; a file changed behind the fake's back gets a new one."""
+        versions = self.gcs_generations.setdefault(url, {})
+        content = self._gcs_path(url).read_text()
+        live = max(versions) if versions else 0
+        if write or versions.get(live) != content:
+            live = max([*(g for v in self.gcs_generations.values() for g in v), 1_700_000_000_000_000]) + 1
+            versions[live] = content
+        return live
+
     def _storage_read(self, url: str) -> str:
+        base, _, generation = url.partition("#")
+        if generation:
+            found = self.gcs_generations.get(base, {}).get(int(generation))
+            if found is None:
+                raise FakeError(f"One or more URLs matched no objects: {url}")
+            return found
         path = self._gcs_path(url)
         if not path.is_file():
             raise FakeError(f"One or more URLs matched no objects: {url}")
         return path.read_text()
+
+    def _storage_describe(self, url: str) -> dict:
+        if not self._gcs_path(url).is_file():
+            raise FakeError(f"One or more URLs matched no objects: {url}")
+        bucket, _, name = url.removeprefix("gs://").partition("/")
+        generation = self._generation_of(url)
+        return {"storage_url": f"{url}#{generation}", "bucket": bucket, "name": name, "generation": str(generation)}
+
+    def _storage_list(self, pattern: str) -> list[dict]:
+        """`objects list gs://b/prefix/**`: every object under the prefix, noncurrent versions too
+        (gcloud's default LIVE_AND_NONCURRENT)."""
+        assert pattern.endswith("/**"), pattern
+        prefix = pattern[:-len("**")]
+        root = self._gcs_path(prefix)
+        found = []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
+            url = prefix + str(path.relative_to(root))
+            bucket, _, name = url.removeprefix("gs://").partition("/")
+            for generation in sorted(self.gcs_generations.get(url, {})) or [0]:
+                found.append({"storage_url": f"{url}#{generation}", "bucket": bucket, "name": name, "generation": str(generation)})
+        return found
 
     def _bucket(self, url: str) -> dict:
         name = url.removeprefix("gs://")
@@ -525,6 +596,11 @@ class FakeWorld:
         cluster = self._cluster_for_kubeconfig(flags["kubeconfig"])
         verb = words[0]
         namespace = None if "all-namespaces" in flags else flags.get("namespace")
+        if verb == "api-resources":
+            assert flags == {"kubeconfig": flags["kubeconfig"], "namespaced": "true", "verbs": "list,delete", "output": "name"}, flags
+            crds = [o["metadata"]["name"] for (r, _, _), o in sorted(cluster.objects.items())
+                    if r == "customresourcedefinitions" and o["spec"]["scope"] == "Namespaced"]
+            return "\n".join([*(api_resource_name(r) for r, info in sorted(BUILTIN.items()) if info[2]), *crds]) + "\n"
         if verb == "get" and len(words) == 3:
             # `get KIND NAME --ignore-not-found -o json`: the object, or nothing when absent.
             resource = ALIASES.get(words[1], words[1])

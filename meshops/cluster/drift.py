@@ -8,14 +8,13 @@ every later step uses (see docs/architecture.md, "The migration record").
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
-from meshops.cluster import record
-from meshops.cluster.backup_store import Backup, BackupStore
+from meshops.cluster.backup_store import Backup, BackupStore, run_location
 from meshops.cluster.inventory import crds, live_objects
-from meshops.cluster.kube import Kube
-from meshops.cluster.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, istio_kinds
+from meshops.cluster.objects import AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, digest, identity, istio_kinds
 from meshops.cluster.process import Tools
-from meshops.cluster.record import BackupRef, MigrationRecord
+from meshops.cluster.record import BackupRef, Ledger, MigrationRecord, signed_document
 from meshops.context import StepInput
 
 
@@ -104,8 +103,7 @@ def drifted(backup: Backup, live: dict[str, list[dict]], removed_by_us: set[str]
     objects: dict[str, list[dict]] = {r: [] for r in set(backup.objects) | set(live)}
     for (resource, _, _), obj in sorted(merged.items()):
         objects[resource].append(obj)
-    return Backup(backup.cluster, backup.from_channel, backup.to_channel, backup.run_id, objects, backup.namespaces,
-                  backup.injected, backup.configmaps, backup.archive, backup.revision_tags), differ
+    return replace(backup, objects=objects), differ
 
 
 def compare_applies(current: MigrationRecord) -> bool:
@@ -114,25 +112,47 @@ def compare_applies(current: MigrationRecord) -> bool:
     return not current.reached("purging") or current.restore_verified
 
 
-def supplement_if_drifted(inp: StepInput, tools: Tools, kube: Kube, current: MigrationRecord,
+def deletions_are_intent(current: MigrationRecord) -> bool:
+    """Whether an object gone since the backup was deleted by a teammate on purpose: only
+    before the purge (or after a verified restore), and never under a record re-created from
+    its copy, whose phase may under-state what this run already removed."""
+    return (not current.reached("purging") or current.restore_verified) and not current.recovered
+
+
+def write_supplement(inp: StepInput, tools: Tools, ledger: Ledger, current: MigrationRecord,
+                     supplement: Backup) -> tuple[MigrationRecord, BackupRef, Backup]:
+    """Write `supplement` as this run's next supplementary backup and record it (the record
+    first names it, then its signed copy beside the main backup is rewritten)."""
+    ref = current.backup
+    main = run_location(ref.location)
+    location = f"{main}/supplement-{len(current.earlier_backups) + 1}"
+    new_ref = BackupStore(location, tools.runner).write(supplement)
+    current = ledger.advance(current, current.phase, backup=new_ref, earlier_backups=(*current.earlier_backups, ref))
+    BackupStore(main, tools.runner).write_record(signed_document(ledger.key, inp.ctx, current))
+    return current, new_ref, supplement
+
+
+def supplement_if_drifted(inp: StepInput, tools: Tools, ledger: Ledger, current: MigrationRecord,
                           backup: Backup) -> tuple[MigrationRecord, BackupRef, Backup]:
     """Compare the live Istio objects with this run's backup; when they differ, write a
     supplementary backup of the same run and record it. Returns the record, the reference
     and the backup every later step uses (the supplement, read back and verified, or `backup`)."""
-    ref = current.backup
-    live = live_objects(tools.runner, kube, istio_kinds(crds(tools.runner, kube)))
+    live = live_objects(tools.runner, ledger.kube, istio_kinds(crds(tools.runner, ledger.kube)))
     # After a verified restore the cluster holds the backup as restore wrote it (revision labels moved).
     compared = backup.as_restored(inp.decision.from_revision, inp.decision.to_revision) if current.restore_verified else backup
-    supplement, differ = drifted(compared, live, set(current.removed_policies),
-                                 deletions_are_intent=not current.reached("purging") or current.restore_verified)
+    supplement, differ = drifted(compared, live, set(current.removed_policies), deletions_are_intent(current))
     if supplement is None:
-        return current, ref, backup
-    main = current.earlier_backups[0].location if current.earlier_backups else ref.location
-    location = f"{main}/supplement-{len(current.earlier_backups) + 1}"
-    new_ref = BackupStore(location, tools.runner).write(supplement)
-    current = record.advance(tools.runner, kube, current, current.phase, backup=new_ref,
-                             earlier_backups=(*current.earlier_backups, ref))
-    BackupStore(main, tools.runner).write_record(current)
+        return current, current.backup, backup
+    current, new_ref, supplement = write_supplement(inp, tools, ledger, current, supplement)
     tools.log(f"[{inp.ctx.cluster}] {differ} Istio objects changed since the backup; "
-              f"a supplementary backup of this run holds them at {location}")
+              f"a supplementary backup of this run holds them at {new_ref.location}")
     return current, new_ref, supplement
+
+
+def archive_additions(backup: Backup, archive_now: list[dict]) -> Backup | None:
+    """`backup` with the objects of istio-system/asm-system added since it was taken (the
+    purge deletes those namespaces: a NetworkPolicy or a Service added meanwhile would be
+    lost), or None when there are none."""
+    kept = {identity(o) for o in backup.archive}
+    added = [o for o in archive_now if identity(o) not in kept]
+    return replace(backup, archive=[*backup.archive, *added]) if added else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from meshops.cluster import names
 from meshops.context import StepContext
 
 
@@ -46,11 +47,11 @@ def set_mesh_management(ctx: StepContext, membership: str, management: str) -> l
     """`management` is manual or automatic. Never `fleet mesh disable`: that is fleet-wide."""
     assert management in ("manual", "automatic")
     return ["gcloud", "container", "fleet", "mesh", "update", f"--management={management}",
-            f"--memberships={membership}", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}"]
+            f"--memberships={names.membership(membership)}", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}"]
 
 
 def delete_membership(ctx: StepContext, membership: str) -> list[str]:
-    return ["gcloud", "container", "fleet", "memberships", "delete", membership,
+    return ["gcloud", "container", "fleet", "memberships", "delete", names.membership(membership),
             f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
 
 
@@ -60,7 +61,7 @@ def cluster_uri(ctx: StepContext) -> str:
 
 def register_membership(ctx: StepContext, membership: str) -> list[str]:
     """Register under the configured name (GKE's own registration would name it after the cluster)."""
-    return ["gcloud", "container", "fleet", "memberships", "register", membership, f"--gke-uri={cluster_uri(ctx)}",
+    return ["gcloud", "container", "fleet", "memberships", "register", names.membership(membership), f"--gke-uri={cluster_uri(ctx)}",
             "--enable-workload-identity", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
 
 
@@ -82,11 +83,21 @@ def list_enabled_services(project: str) -> list[str]:
 
 def storage_write(url: str) -> list[str]:
     """Write stdin to one object (`-` streams: no local copy of the backup)."""
-    return ["gcloud", "storage", "cp", "-", url]
+    return ["gcloud", "storage", "cp", "-", names.storage_url(url)]
 
 
 def storage_read(url: str) -> list[str]:
-    return ["gcloud", "storage", "cat", url]
+    return ["gcloud", "storage", "cat", names.storage_url(url)]
+
+
+def describe_object(url: str) -> list[str]:
+    """One object's metadata, its `generation` among them (gcloud's ObjectDisplayTitlesAndDefaults)."""
+    return ["gcloud", "storage", "objects", "describe", names.storage_url(url), "--format=json"]
+
+
+def list_objects(url: str) -> list[str]:
+    """Objects matching a wildcard URL (`**` recurses), with their names and generations."""
+    return ["gcloud", "storage", "objects", "list", names.storage_url(url), "--format=json"]
 
 
 def describe_bucket(bucket: str) -> list[str]:

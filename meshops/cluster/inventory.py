@@ -7,9 +7,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 from meshops.cluster.backup_store import Backup, sanitized
-from meshops.cluster.kube import Kube, items
-from meshops.cluster.objects import Kind, istio_kinds
-from meshops.cluster.process import Runner
+from meshops.cluster.kube import Kube, in_batches, items
+from meshops.cluster.objects import MESH_GROUP, Kind, is_istio_group, istio_kinds
+from meshops.cluster.process import Runner, StepFailed
+from meshops.context import StepContext
 
 INJECTION_LABELS = ("istio-injection", "istio.io/rev")
 SIDECAR = "istio-proxy"
@@ -73,17 +74,19 @@ def mesh_configmaps(runner: Runner, kube: Kube, revisions: set[str]) -> list[dic
     return sanitized(maps)
 
 
-def collect(runner: Runner, kube: Kube, cluster: str, from_channel: str, to_channel: str, run_id: str,
-            from_revision: str) -> Backup:
+def collect(runner: Runner, kube: Kube, ctx: StepContext, from_channel: str, to_channel: str, run_id: str,
+            from_revision: str, stack: str) -> Backup:
     kinds = istio_kinds(crds(runner, kube))
-    backup = Backup(cluster, from_channel, to_channel, run_id)
+    backup = Backup(ctx.cluster, from_channel, to_channel, run_id, stack=stack, project=ctx.project, location=ctx.location)
     backup.objects = live_objects(runner, kube, kinds)
     backup.namespaces = injection_labels(runner, kube)
     backup.injected = dict(sorted(Counter(p["metadata"].get("namespace", "") for p in injected_pods(runner, kube)).items()))
     backup.configmaps = mesh_configmaps(runner, kube, {from_revision})
     backup.revision_tags = revision_tags(runner, kube)
-    backup.archive = [o for ns in ("istio-system", "asm-system")
-                      for o in sanitized(items(runner, kube.get("configmaps,secrets", namespace=ns)))]
+    contents = mesh_namespace_contents(runner, kube)
+    if contents.workloads:
+        raise StepFailed(workloads_refusal(ctx.cluster, contents.workloads))
+    backup.archive = contents.archive
     return backup
 
 
@@ -151,22 +154,68 @@ def workloads_in(runner: Runner, kube: Kube, namespaces: set[str]) -> set[Worklo
 
 
 def restart(runner: Runner, kube: Kube, workloads: set[Workload]) -> list[str]:
-    """One `rollout restart` per namespace; returns what was restarted."""
+    """`rollout restart` per namespace (in batches that fit an argv); returns what was restarted."""
     by_ns: dict[str, list[str]] = {}
     for w in workloads:
         by_ns.setdefault(w.namespace, []).append(w.ref)
     for ns, refs in sorted(by_ns.items()):
-        runner(kube.restart(ns, refs))
+        for batch in in_batches(sorted(refs)):
+            runner(kube.restart(ns, batch))
     return sorted(f"{w.namespace}/{w.ref}" for w in workloads)
 
 
-def user_workloads(runner: Runner, kube: Kube) -> list[str]:
-    """Deployments, StatefulSets and DaemonSets in istio-system/asm-system that deleting
-    those namespaces would destroy (they are not Istio objects, so not in the backup)."""
-    found = []
+WORKLOAD_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
+                  ("batch", "Job"), ("batch", "CronJob"), ("", "Pod"), ("", "ReplicationController")}
+"""Kinds that run code: deleting istio-system/asm-system would stop them and no backup holds them."""
+DERIVED_KINDS = {("", "Event"), ("events.k8s.io", "Event"), ("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice"),
+                 ("coordination.k8s.io", "Lease"), ("apps", "ControllerRevision")}
+"""Kinds the cluster writes about other objects; re-made by their controllers, not kept."""
+_AUTOMATIC = {("", "ConfigMap", "kube-root-ca.crt"), ("", "ServiceAccount", "default")}
+"""Objects Kubernetes itself puts in every namespace."""
+
+
+@dataclass(frozen=True)
+class NamespaceContents:
+    workloads: list[str]
+    """namespace/kind/name of workloads that are not the managed mesh's own."""
+    archive: list[dict]
+    """Every other object (sanitized): kept in the backup, never restored automatically."""
+
+
+def _group_kind(obj: dict) -> tuple[str, str]:
+    api_version = str(obj.get("apiVersion", ""))
+    return (api_version.rsplit("/", 1)[0] if "/" in api_version else "", str(obj.get("kind", "")))
+
+
+def mesh_namespace_contents(runner: Runner, kube: Kube) -> NamespaceContents:
+    """Everything in istio-system and asm-system that deleting them would delete, of every
+    namespaced kind the API serves (`kubectl api-resources`): workloads that are not the
+    managed mesh's own are refused, everything else is archived in the backup. Istio objects
+    are in the backup proper; mesh.cloud.google.com objects and the cluster's own
+    bookkeeping (events, endpoints, leases, owned pods and replica sets) are not kept."""
+    resources = [r for r in runner(kube.api_resources()).split() if r and ".metrics.k8s.io" not in r and not r.endswith("metrics.k8s.io")]
+    workloads, archive = [], []
     for namespace in MESH_NAMESPACES:
-        for obj in items(runner, kube.get("deployments,statefulsets,daemonsets", namespace=namespace)):
-            name = obj["metadata"]["name"]
-            if (namespace, name) not in EXPECTED_WORKLOADS:
-                found.append(f"{namespace}/{str(obj.get('kind', '')).lower()}/{name}")
-    return sorted(found)
+        for obj in items(runner, kube.get(",".join(sorted(resources)), namespace=namespace)):
+            group, kind = _group_kind(obj)
+            meta = obj.get("metadata") or {}
+            name = str(meta.get("name", ""))
+            if is_istio_group(group) or group == MESH_GROUP or (group, kind) in DERIVED_KINDS or (group, kind, name) in _AUTOMATIC:
+                continue
+            if (group, kind) in WORKLOAD_KINDS:
+                owned = bool(meta.get("ownerReferences"))
+                if not owned and (namespace, name) not in EXPECTED_WORKLOADS:
+                    workloads.append(f"{namespace}/{kind.lower()}/{name}")
+                continue
+            archive.append(obj)
+    return NamespaceContents(sorted(workloads), sanitized(archive))
+
+
+def workloads_refusal(cluster: str, workloads: list[str]) -> str:
+    return (f"cluster {cluster}: the purge would delete {' and '.join(MESH_NAMESPACES)}, destroying {len(workloads)} workloads that "
+            f"are not Istio objects and so not in any backup: {', '.join(workloads[:5])}; move them to another namespace first")
+
+
+def user_workloads(runner: Runner, kube: Kube) -> list[str]:
+    """Workloads in istio-system/asm-system that deleting those namespaces would destroy."""
+    return mesh_namespace_contents(runner, kube).workloads

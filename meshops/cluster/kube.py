@@ -14,11 +14,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from meshops.cluster import gcloud
+from meshops.cluster import gcloud, names
 from meshops.cluster.process import Runner, StepFailed, run_json
 from meshops.context import StepContext
 
 FIELD_MANAGER = "gke-mesh"
+PLAN_KUBECONFIG = "<kubeconfig>"
+ARGV_BUDGET = 64 * 1024
+"""Bytes of names one kubectl argv carries at most: far below Linux's limits on one argument
+(MAX_ARG_STRLEN, 128 KiB) and on the whole argv and environment (ARG_MAX, typically 2 MiB),
+so a namespace with thousands of objects becomes several calls, not `OSError: [Errno 7]`."""
+
+
+def in_batches(values: list[str], budget: int = ARGV_BUDGET) -> list[list[str]]:
+    """`values` split into runs whose total length stays within `budget` bytes."""
+    batches: list[list[str]] = []
+    size = budget + 1
+    for value in values:
+        if size + len(value) + 1 > budget:
+            batches.append([])
+            size = 0
+        batches[-1].append(value)
+        size += len(value) + 1
+    return batches
 
 
 @dataclass(frozen=True)
@@ -30,37 +48,57 @@ class Kube:
     def _base(self) -> list[str]:
         return ["kubectl", f"--kubeconfig={self.kubeconfig}"]
 
-    def get(self, resource: str, namespace: str | None = None, all_namespaces: bool = False) -> list[str]:
-        scope = ["--all-namespaces"] if all_namespaces else ([f"--namespace={namespace}"] if namespace else [])
-        return [*self._base(), "get", resource, *scope, "--output=json"]
+    def _checked(self, check, value: str) -> str:
+        """Every value that becomes an argv element passes its Kubernetes syntax check
+        (meshops.cluster.names): none can start with `-` and turn into a flag. The offline
+        plan's `<placeholders>` are allowed only in the plan's builder."""
+        if self.kubeconfig == PLAN_KUBECONFIG and names.PLACEHOLDER.fullmatch(value):
+            return value
+        return check(value)
 
-    def delete(self, resource: str, names: list[str], namespace: str | None = None, foreground: bool = False) -> list[str]:
-        """`foreground`: kubectl waits until the object's dependents (a DaemonSet's pods) are gone too."""
-        scope = [f"--namespace={namespace}"] if namespace else []
+    def _scope(self, namespace: str | None) -> list[str]:
+        return [f"--namespace={self._checked(names.namespace, namespace)}"] if namespace else []
+
+    def get(self, resource: str, namespace: str | None = None, all_namespaces: bool = False) -> list[str]:
+        scope = ["--all-namespaces"] if all_namespaces else self._scope(namespace)
+        return [*self._base(), "get", self._checked(names.resource, resource), *scope, "--output=json"]
+
+    def api_resources(self) -> list[str]:
+        """Names of every namespaced kind that can be listed and deleted (what a namespace's deletion removes)."""
+        return [*self._base(), "api-resources", "--namespaced=true", "--verbs=list,delete", "--output=name"]
+
+    def delete(self, resource: str, names_: list[str], namespace: str | None = None, foreground: bool = False) -> list[str]:
+        """`foreground`: kubectl waits until the object's dependents (a DaemonSet's pods) are gone too.
+        Callers with many names split them with `in_batches`."""
         cascade = ["--cascade=foreground"] if foreground else []
-        return [*self._base(), "delete", resource, *names, *scope, *cascade, "--ignore-not-found=true", "--wait=true",
-                "--timeout=300s"]
+        return [*self._base(), "delete", self._checked(names.resource, resource),
+                *(self._checked(names.object_name, n) for n in names_), *self._scope(namespace), *cascade,
+                "--ignore-not-found=true", "--wait=true", "--timeout=300s"]
 
     def delete_all(self, resource: str, namespace: str | None = None) -> list[str]:
-        scope = [f"--namespace={namespace}"] if namespace else ["--all-namespaces"]
-        return [*self._base(), "delete", resource, "--all", *scope, "--ignore-not-found=true", "--wait=true", "--timeout=300s"]
+        scope = self._scope(namespace) or ["--all-namespaces"]
+        return [*self._base(), "delete", self._checked(names.resource, resource), "--all", *scope, "--ignore-not-found=true",
+                "--wait=true", "--timeout=300s"]
 
     def label_namespace(self, namespace: str, set_labels: dict[str, str], remove: list[str]) -> list[str]:
-        changes = [f"{k}={v}" for k, v in sorted(set_labels.items())] + [f"{k}-" for k in sorted(remove)]
-        return [*self._base(), "label", "namespace", namespace, *changes, "--overwrite"]
+        """`key=value` and `key-` forms only, each key and value checked: no element can be a flag."""
+        changes = [f"{self._checked(names.label_key, k)}={self._checked(names.label_value, v)}" for k, v in sorted(set_labels.items())]
+        changes += [f"{self._checked(names.label_key, k)}-" for k in sorted(remove)]
+        return [*self._base(), "label", "namespace", self._checked(names.namespace, namespace), *changes, "--overwrite"]
 
     def restart(self, namespace: str, workloads: list[str]) -> list[str]:
-        """`workloads` as kind/name, e.g. deployment/web."""
-        return [*self._base(), "rollout", "restart", *sorted(workloads), f"--namespace={namespace}"]
+        """`workloads` as kind/name, e.g. deployment/web. Callers with many split them with `in_batches`."""
+        return [*self._base(), "rollout", "restart", *sorted(self._checked(names.workload, w) for w in workloads),
+                *self._scope(namespace)]
 
     def merge_patch(self, resource: str, name: str, namespace: str, patch: dict) -> list[str]:
-        scope = [f"--namespace={namespace}"] if namespace else []
-        return [*self._base(), "patch", resource, name, *scope, "--type=merge",
-                f"--patch={json.dumps(patch, sort_keys=True, separators=(',', ':'))}"]
+        return [*self._base(), "patch", self._checked(names.resource, resource), self._checked(names.object_name, name),
+                *self._scope(namespace), "--type=merge", f"--patch={json.dumps(patch, sort_keys=True, separators=(',', ':'))}"]
 
     def get_one(self, resource: str, name: str, namespace: str) -> list[str]:
         """One object as JSON; prints nothing when it does not exist."""
-        return [*self._base(), "get", resource, name, f"--namespace={namespace}", "--ignore-not-found=true", "--output=json"]
+        return [*self._base(), "get", self._checked(names.resource, resource), self._checked(names.object_name, name),
+                *self._scope(namespace), "--ignore-not-found=true", "--output=json"]
 
     def apply(self) -> list[str]:
         """Server-side apply of the JSON list given on stdin (no file holds cluster data)."""
@@ -75,10 +113,11 @@ class Kube:
         return [*self._base(), "replace", "--filename=-", "--output=json"]
 
     def rollout_status(self, namespace: str, workload: str, timeout_seconds: int) -> list[str]:
-        return [*self._base(), "rollout", "status", workload, f"--namespace={namespace}", f"--timeout={timeout_seconds}s"]
+        return [*self._base(), "rollout", "status", self._checked(names.workload, workload), *self._scope(namespace),
+                f"--timeout={timeout_seconds}s"]
 
 
-PLAN_KUBE = Kube("<kubeconfig>")
+PLAN_KUBE = Kube(PLAN_KUBECONFIG)
 """What the offline plan shows: the kubeconfig is written at run time."""
 
 

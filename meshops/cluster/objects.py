@@ -15,9 +15,21 @@ supported features, managed); Kubernetes Ingress too, which is not an Istio kind
 AUTHORIZATION_POLICY = "authorizationpolicies.security.istio.io"
 DESTINATION_RULE = "destinationrules.networking.istio.io"
 MESH_PLURALS = ("controlplanerevisions", "dataplanecontrols")
-# Operator state of in-cluster installs; managed CSM does not bring its CRD back, so these
-# objects are kept in the backup but not expected to be restorable.
-ARCHIVE_ONLY_GROUPS = ("install.istio.io",)
+SERVED_ISTIO_GROUPS = ("networking.istio.io", "security.istio.io", "telemetry.istio.io", "extensions.istio.io")
+"""The groups of Istio's current APIs (istio.io/api), the CRDs a new control plane installs.
+Objects of any other `*.istio.io` group are kept in the backup as archive only: the
+pre-1.6 security APIs (authentication.istio.io MeshPolicy/Policy, rbac.istio.io
+ServiceRole/ServiceRoleBinding/ClusterRbacConfig: "Istio 1.6 removed support for the
+v1alpha1 APIs", istio.io blog "Migrate pre-Istio 1.4 Alpha security policy to the current
+APIs", 2021), Mixer's config.istio.io and policy.istio.io, the operator's install.istio.io
+(in-cluster installs' state; managed Cloud Service Mesh does not bring its CRD back).
+A leftover CRD of one of them would otherwise make restore wait for a kind no channel serves."""
+
+
+def archive_only(resource: str) -> bool:
+    """Whether objects of `resource` (plural.group) are kept but never restored."""
+    group = resource.split(".", 1)[1] if "." in resource else ""
+    return is_istio_group(group) and group not in SERVED_ISTIO_GROUPS
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
                     "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers")
 _SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)

@@ -3,22 +3,27 @@ injected pods and the mesh config maps; read the backup back and verify it; reco
 
 One migration, one backup: when the migration record already names a backup (a resumed
 run), that backup is verified and reused, never replaced by a snapshot of a cluster that
-may by now be partly dismantled.
+may by now be partly dismantled. Before a new backup (and when preflight decided to skip),
+this stack's backup folder of the cluster is searched for a run that never finished: its
+record was deleted by hand. That run's record is re-created from its signed copy and the
+step stops, saying how to resume it: a new snapshot, or a skip, could lose what it took.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
-from meshops.cluster.backup_store import BackupStore, check_bucket, planned_writes, read_backup
+from meshops.cluster import gcloud
+from meshops.cluster.backup_store import BackupStore, check_bucket, planned_writes, read_backup, run_location
 from meshops.cluster.inventory import collect
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
-from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR
+from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, archive_only
 from meshops.cluster.preconditions import features_bound_to, features_refusal, gitops_refusal
 from meshops.cluster.process import StepFailed, Tools, run_json
+from meshops.cluster.record import Ledger, signed_document
+from meshops.cluster.runs import record_copies
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, owner_of, recover, signed_copy, skipped, this_run
 
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '
            'and (archive only) every config map and secret of istio-system and asm-system; reads it back, verifies counts and sha256, '
@@ -39,7 +44,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     uri = inp.options.backup_uri
     bucket = [gcloud.describe_bucket("gs://" + uri.removeprefix("gs://").split("/", 1)[0])] if uri.startswith("gs://") else []
     features = [gcloud.list_features(inp.ctx.fleet_project)] if inp.options.reregister_membership else []
-    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *bucket, *features, k.get("customresourcedefinitions"),
+    unfinished = [gcloud.list_objects(f"{inp.backup_folder()}/**")] if uri.startswith("gs://") else []
+    return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *unfinished, *bucket, *features, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
             k.get("configmaps", namespace="istio-system"), k.get("mutatingwebhookconfigurations"),
             k.get("configmaps,secrets", namespace="istio-system"), k.get("configmaps,secrets", namespace="asm-system"),
@@ -78,6 +84,15 @@ def refuse_an_implementation_switch(inp: StepInput, backup) -> None:
                          "gke-mesh:migration.acceptTrafficDirector: true to accept it (verify then fails on a switch)")
 
 
+def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
+    """Objects of Istio kinds no current control plane serves are kept, not restored: say so
+    before anything changes, so nobody expects them back."""
+    held = {r: len(objs) for r, objs in sorted(backup.objects.items()) if objs and archive_only(r)}
+    if held:
+        tools.log(f"[{inp.ctx.cluster}] backup: warning: {sum(held.values())} objects of {', '.join(held)} (Istio APIs removed "
+                  "from current releases, or operator state) are kept in the backup as archive only and will not be restored")
+
+
 def refuse_bound_features(inp: StepInput, runner) -> None:
     """Re-registration would drop the fleet features bound to the membership: refuse unless
     each is acknowledged (or re-registration is off)."""
@@ -91,14 +106,48 @@ def refuse_bound_features(inp: StepInput, runner) -> None:
         raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
 
 
+def refuse_unfinished_run(inp: StepInput, ledger: Ledger, tools: Tools) -> None:
+    """An earlier run of this stack on this cluster that never finished, whose record is gone:
+    re-create its record from the signed copy (replacing this run's untouched one) and stop."""
+    copies = record_copies(inp.backup_folder(), tools.runner)
+    own_run = inp.decision.run_id if inp.decision.migrate else None
+    for run_id, location in sorted(copies.items(), reverse=True):
+        if run_id == own_run:
+            continue
+        copy = signed_copy(ledger, location)
+        if copy is None or copy.phase == "verified":
+            return  # the newest earlier run finished: older ones were superseded
+        if ledger.present():
+            ledger.clear()  # this run's own record, written by preflight: nothing was done under it
+        recover(ledger, copy)
+        raise StepFailed(f"cluster {inp.ctx.cluster}: run {copy.run_id} of this stack ({copy.from_channel} -> {copy.to_channel}) "
+                         f"never finished and its migration record was deleted; it was re-created from its signed copy at "
+                         f"{location}. Nothing was changed: set gke-mesh:migration.rerun to a new value and run `pulumi up` "
+                         "to finish that run from its backup")
+
+
+def refuse_stale_record(inp: StepInput, ledger: Ledger, current) -> None:
+    """A record whose signed copy says its run was verified is an old one put back (by
+    someone who kept a copy): acting on it would restore an older backup."""
+    copy = signed_copy(ledger, current.backup.location)
+    if copy is not None and copy.run_id == current.run_id and copy.phase == "verified":
+        raise StepFailed(f"cluster {inp.ctx.cluster}: the migration record names run {current.run_id}, which its signed copy at "
+                         f"{run_location(current.backup.location)} says was verified and finished: someone put an old record "
+                         f"back in kube-system. Nothing was changed; delete {ledger.where} after finding out who wrote it")
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
-    if (result := skipped(inp)) is not None:
-        return result
     decision, runner = inp.decision, tools.runner
     with cluster_access(inp.ctx, runner) as kube:
-        current = this_run(runner, kube, inp)
+        ledger = ledger_of(inp, runner, kube)
+        if not decision.migrate:
+            if ledger.read() is None:
+                refuse_unfinished_run(inp, ledger, tools)
+            return skipped(inp)
+        current = this_run(ledger, inp)
         if current.backup is not None:
-            backup = read_backup(current.backup, runner)
+            refuse_stale_record(inp, ledger, current)
+            backup = read_backup(current.backup, runner, owner_of(inp), current.run_id)
             tools.log(f"[{inp.ctx.cluster}] backup: reusing this run's verified backup at {current.backup.location} "
                       f"({backup.object_count} objects)")
             return {"cluster": inp.ctx.cluster, "backup": current.backup.to_dict(), "objects": backup.object_count, "reused": True}
@@ -107,19 +156,20 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                              "but names no backup; a new snapshot now could miss what was removed: restore by hand "
                              "(README \"When a migration fails\")")
         refuse_unsafe_location(inp, runner)
+        refuse_unfinished_run(inp, ledger, tools)
         refuse_bound_features(inp, runner)
         location = inp.new_backup_location()
         store = BackupStore(location, runner)
-        backup = collect(runner, kube, inp.ctx.cluster, decision.from_channel, decision.to_channel, decision.run_id,
-                         decision.from_revision)
+        backup = collect(runner, kube, inp.ctx, decision.from_channel, decision.to_channel, decision.run_id,
+                         decision.from_revision, inp.options.stack)
         refuse_an_implementation_switch(inp, backup)
+        warn_archive_only(inp, tools, backup)
         gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")))
         if gitops:
             raise StepFailed(f"cluster {inp.ctx.cluster}: {gitops}")
         ref = store.write(backup)
-        current = record.advance(runner, kube, current, "backed-up", backup=ref)
-        store.write_record(current)
-    counts = {resource: len(objs) for resource, objs in sorted(backup.objects.items()) if objs}
+        current = ledger.advance(current, "backed-up", backup=ref)
+        store.write_record(signed_document(ledger.key, inp.ctx, current))
     tools.log(f"[{inp.ctx.cluster}] backup: {backup.object_count} objects in {len(backup.objects)} kinds verified at {location}")
-    return {"cluster": inp.ctx.cluster, "backup": ref.to_dict(), "objects": backup.object_count, "counts": counts,
-            "namespaces": sorted(backup.namespaces), "archived": len(backup.archive), "reused": False}
+    return {"cluster": inp.ctx.cluster, "backup": ref.to_dict(), "objects": backup.object_count,
+            "namespaces": len(backup.namespaces), "archived": len(backup.archive), "reused": False}

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.fleet_state import membership_listed
 from meshops.cluster.kube import cluster_access
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, this_run
 
 
 class ManagementStep:
@@ -37,7 +37,8 @@ class ManagementStep:
         if (result := skipped(inp)) is not None:
             return result
         with cluster_access(inp.ctx, tools.runner) as kube:
-            current = this_run(tools.runner, kube, inp)
+            ledger = ledger_of(inp, tools.runner, kube)
+            current = this_run(ledger, inp)
             if self.management == "manual" and current.membership_deleted and not membership_listed(
                     run_json(tools.runner, gcloud.list_memberships(inp.ctx)), inp.decision.membership, inp.ctx.membership_location):
                 # A re-run (a revert) after this migration deleted the membership: nothing is
@@ -48,7 +49,7 @@ class ManagementStep:
                 # Re-registration was turned off after this migration deleted the membership.
                 raise StepFailed(f"cluster {inp.ctx.cluster}: this migration deleted membership {inp.decision.membership} and has not "
                                  "registered it again; set gke-mesh:migration.reregisterMembership back to true (the backup is kept)")
-            record.advance(tools.runner, kube, current, self.phase)
+            ledger.advance(current, self.phase)
             tools.runner(gcloud.set_mesh_management(inp.ctx, inp.decision.membership, self.management))
         tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} is MANAGEMENT_{self.management.upper()}")
         return {"cluster": inp.ctx.cluster, "management": self.management}

@@ -12,14 +12,14 @@ from typing import Any
 from meshops.cluster import gcloud, record
 from meshops.cluster.diagnose import service_agent_grants
 from meshops.cluster.fleet_state import membership_listed, mesh_state, registers
-from meshops.cluster.inventory import MESH_NAMESPACES, user_workloads
+from meshops.cluster.inventory import user_workloads, workloads_refusal
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import AUTHORIZATION_POLICY, identity_bound_allow
 from meshops.cluster.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import MigrationRecord
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
-from meshops.steps.common import OWNER_READ, RECORD_READ
+from meshops.steps.common import OWNER_READ, RECORD_READ, ledger_of
 from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
@@ -44,7 +44,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     return [gcloud.describe_cluster(ctx), gcloud.describe_project(ctx.project), *fleet_number, gcloud.list_memberships(ctx), gcloud.describe_mesh(ctx.fleet_project), OWNER_READ, RECORD_READ,
             PLAN_KUBE.get("customresourcedefinitions"), PLAN_KUBE.get(CPR, namespace="istio-system"),
             gcloud.server_config(ctx), gcloud.running_operations(ctx),
-            *(PLAN_KUBE.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES),
+            PLAN_KUBE.api_resources(), *(PLAN_KUBE.get("<namespaced-kinds>", namespace=n) for n in ("istio-system", "asm-system")),
             PLAN_KUBE.get(AUTHORIZATION_POLICY, all_namespaces=True), PLAN_KUBE.create()]
 
 
@@ -131,9 +131,9 @@ def _nonce(tools: Tools) -> str:
 
 
 def refuse_unmovable(ctx: StepContext, runner, described: dict, target: str) -> None:
-    """The cluster's kind, identity and versions, and GKE's running operations: everything
-    that would stop the channel change or the re-provisioning after the teardown."""
-    for problem in (kind_refusal(described), identity_refusal(described),
+    """The cluster's identity and versions, and GKE's running operations: everything that
+    would stop the channel change or the re-provisioning after the teardown."""
+    for problem in (identity_refusal(described),
                     channel_refusal(described, run_json(runner, gcloud.server_config(ctx)), target),
                     operation_refusal(run_json(runner, gcloud.running_operations(ctx)), ctx.cluster)):
         if problem:
@@ -156,26 +156,39 @@ def warn_identity_policies(ctx: StepContext, tools: Tools, policies: list[dict])
 def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
     workloads = user_workloads(runner, kube)
     if workloads:
-        raise StepFailed(f"cluster {inp.ctx.cluster}: the purge would delete {' and '.join(MESH_NAMESPACES)}, destroying workloads "
-                         f"that are not Istio objects and so not in any backup: {', '.join(workloads[:5])}; "
-                         "move them to another namespace first")
+        raise StepFailed(workloads_refusal(inp.ctx.cluster, workloads))
+
+
+def existing_record(ledger, ctx: StepContext) -> MigrationRecord | None:
+    """This stack's record of the cluster, if any (another stack's, or one nobody signed, is a
+    refusal). A verified one is finished: verify's clearing of it failed after it wrote it
+    (a lost answer, say); it is cleared now."""
+    existing = ledger.read()
+    if existing is not None and existing.phase == "verified":
+        ledger.clear()
+        return None
+    return existing
 
 
 def run(inp: StepInput, tools: Tools) -> Decision:
+    """Every read and refusal first; the claim and the record are written only once this
+    cluster is accepted (an Autopilot cluster or one of another stack is refused before
+    anything is written)."""
     ctx, runner, stack = inp.ctx, tools.runner, inp.options.stack
     described = run_json(runner, gcloud.describe_cluster(ctx))
+    problem = kind_refusal(described)
+    if problem:
+        raise StepFailed(f"cluster {ctx.cluster}: {problem}")
     cluster_channel = current_channel(described)
     number = project_number(ctx.project, runner)
     fleet_number = number if ctx.project == ctx.fleet_project else project_number(ctx.fleet_project, runner)
     memberships = run_json(runner, gcloud.list_memberships(ctx))
     with cluster_access(ctx, runner) as kube:
-        held = record.owner(runner, kube)
-        if held not in (None, stack):
+        ledger = ledger_of(inp, runner, kube)
+        held = ledger.owner()
+        if held is not None and not ledger.is_ours(held):
             raise StepFailed(record.owned_elsewhere(ctx.cluster, held, stack))
-        existing = record.read(runner, kube)
-        if existing and existing.stack != stack:
-            raise StepFailed(f"cluster {ctx.cluster}: another stack is migrating it ({existing.describe()}); one cluster belongs "
-                             f"to one stack: finish that migration or remove this cluster from stack {stack}")
+        existing = existing_record(ledger, ctx)
         membership = membership_of(ctx, memberships, number, existing)
         state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
         modernization = state.modernization_in_progress()
@@ -199,14 +212,16 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             refuse_user_workloads(inp, runner, kube)
             if cluster_channel != target:  # the channel change is still to come: GKE must accept it
                 refuse_unmovable(ctx, runner, described, target)
-            resumed = record.advance(runner, kube, existing, existing.phase, to_channel=target)
+            ledger.claim(inp.guard_id)
+            resumed = ledger.advance(existing, existing.phase, to_channel=target)
             decision = Decision(action="migrate", reason=f"resuming {existing.describe()}; target now {target}",
                                 from_channel=existing.from_channel, from_revision=existing.from_revision,
                                 membership=existing.membership, run_id=existing.run_id, resumed=True,
                                 backup=resumed.backup.to_dict() if resumed.backup else None, **common)
         elif aligned:
+            ledger.claim(inp.guard_id)
             if existing:
-                record.clear(runner, kube)  # an earlier run stopped before changing anything
+                ledger.clear()  # an earlier run stopped before changing anything
             decision = Decision(action="skip", reason=f"cluster and mesh already on {target}, control plane ACTIVE",
                                 from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
         else:
@@ -220,11 +235,11 @@ def run(inp: StepInput, tools: Tools) -> Decision:
                                         f"control plane {state.control_plane_state}; target {target}"),
                                 from_channel=mesh_channel if mesh_channel != "none" else cluster_channel,
                                 from_revision=from_revision, membership=membership, run_id=run_id, **common)
-            record.create(runner, kube, MigrationRecord(stack=stack, run_id=run_id, cluster=ctx.cluster,
-                                                        from_channel=decision.from_channel, to_channel=target,
-                                                        from_revision=from_revision, membership=membership))
+            ledger.claim(inp.guard_id)
+            ledger.create(MigrationRecord(stack=stack, run_id=run_id, cluster=ctx.cluster, project=ctx.project,
+                                          location=ctx.location, from_channel=decision.from_channel, to_channel=target,
+                                          from_revision=from_revision, membership=membership))
     if decision.migrate and ctx.project != ctx.fleet_project:
         report_cross_project_grants(ctx, fleet_number, tools)
     tools.log(f"[{ctx.cluster}] preflight: {decision.action}: {decision.reason}")
     return decision
-

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.backup_store import planned_reads, planned_writes, read_backup
-from meshops.cluster.drift import compare_applies, supplement_if_drifted
-from meshops.cluster.inventory import MESH_NAMESPACES, crds, user_workloads
-from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, items
-from meshops.cluster.objects import ARCHIVE_ONLY_GROUPS, MESH_GROUP, kind_of_crd, mesh_crds
+from meshops.cluster.drift import archive_additions, compare_applies, supplement_if_drifted, write_supplement
+from meshops.cluster.inventory import MESH_NAMESPACES, crds, mesh_namespace_contents, workloads_refusal
+from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, in_batches, items
+from meshops.cluster.objects import MESH_GROUP, archive_only, kind_of_crd, mesh_crds
 from meshops.cluster.process import Runner, StepFailed, Tools
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, require_manual, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, require_manual, skipped, this_run
 
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
 STOPS = ('no verified backup; management not MANUAL now; workloads of yours in istio-system or asm-system; '
@@ -48,7 +48,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     found = [gcloud.describe_cluster(inp.ctx), RECORD_READ, *planned_reads("<backup-location>"),
              gcloud.describe_mesh(inp.ctx.fleet_project), k.get("<istio-resource>", all_namespaces=True),
              *planned_writes("<backup-location>/supplement-<n>"), RECORD_WRITE,
-             *(k.get("deployments,statefulsets,daemonsets", namespace=n) for n in MESH_NAMESPACES),
+             k.api_resources(), *(k.get("<namespaced-kinds>", namespace=n) for n in MESH_NAMESPACES),
              k.get("customresourcedefinitions"), k.get("mutatingwebhookconfigurations"), k.get("validatingwebhookconfigurations"),
              k.delete("mutatingwebhookconfigurations", ["<istio-webhook>"]), k.delete("validatingwebhookconfigurations", ["<istio-webhook>"]),
              k.get(CPR, namespace="istio-system"), k.delete(CPR, ["<revision>"], "istio-system"),
@@ -84,7 +84,7 @@ def release_finalizers(runner: Runner, kube: Kube, doomed: list[dict]) -> list[s
     notes). Their content is in the backup's archive; clear the finalizers first."""
     released = []
     for kind in (kind_of_crd(c) for c in doomed):
-        if kind.group not in ARCHIVE_ONLY_GROUPS:
+        if not archive_only(kind.resource):
             continue
         for obj in items(runner, kube.get(kind.resource, all_namespaces=kind.namespaced)):
             meta = obj.get("metadata") or {}
@@ -130,7 +130,8 @@ def purge_once(runner: Runner, kube: Kube, purge_crds: bool) -> list[str]:
         if str(obj["metadata"]["name"]).startswith(RBAC_PREFIXES):
             rbac.setdefault("clusterroles" if obj.get("kind") == "ClusterRole" else "clusterrolebindings", []).append(obj["metadata"]["name"])
     for kind, names in sorted(rbac.items()):
-        runner(kube.delete(kind, sorted(names)))
+        for batch in in_batches(sorted(names)):
+            runner(kube.delete(kind, batch))
         found += [f"{kind}/{n}" for n in sorted(names)]
     if purge_crds:
         doomed = mesh_crds(crd_list)
@@ -147,23 +148,27 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ref = backup_ref(inp)
     removed: list[str] = []
     with cluster_access(inp.ctx, tools.runner) as kube:
-        current = this_run(tools.runner, kube, inp, ref)
+        ledger = ledger_of(inp, tools.runner, kube)
+        current = this_run(ledger, inp, ref)
         ref = current.backup  # a supplementary backup taken by an earlier try of this step supersedes state's
         try:
-            backup = read_backup(ref, tools.runner)
+            backup = read_backup(ref, tools.runner, owner_of(inp), current.run_id)
         except StepFailed as error:
             raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: {error}") from None
         require_manual(tools.runner, inp, current)
-        workloads = user_workloads(tools.runner, kube)
-        if workloads:
-            raise StepFailed(f"refusing to purge cluster {inp.ctx.cluster}: deleting {' and '.join(MESH_NAMESPACES)} would destroy "
-                             f"{len(workloads)} workloads that are not in the backup (added since preflight); "
-                             "move them to another namespace first")
+        contents = mesh_namespace_contents(tools.runner, kube)
+        if contents.workloads:  # added since preflight
+            raise StepFailed(f"refusing to purge: {workloads_refusal(inp.ctx.cluster, contents.workloads)}")
         if compare_applies(current):
-            current, ref, backup = supplement_if_drifted(inp, tools, kube, current, backup)
+            current, ref, backup = supplement_if_drifted(inp, tools, ledger, current, backup)
+        extended = archive_additions(backup, contents.archive)
+        if extended is not None:  # objects added to istio-system/asm-system since the backup: archived before they go
+            current, ref, backup = write_supplement(inp, tools, ledger, current, extended)
+            tools.log(f"[{inp.ctx.cluster}] purge: objects added to {' and '.join(MESH_NAMESPACES)} since the backup are archived "
+                      f"in a supplementary backup at {ref.location}")
         # Before the first deletion; a second purge (a resumed run after restore) makes the
         # restored objects ours to delete again, so restore must verify them anew.
-        current = record.advance(tools.runner, kube, current, "purging", restore_verified=False)
+        current = ledger.advance(current, "purging", restore_verified=False)
         for round_number in range(1, MAX_ROUNDS + 1):
             found = purge_once(tools.runner, kube, inp.options.purge_crds)
             if not found:
@@ -174,7 +179,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         else:
             raise StepFailed(f"cluster {inp.ctx.cluster}: mesh objects keep coming back after {MAX_ROUNDS} purges "
                              f"(last round removed {len(found)}); is mesh management still automatic for {inp.decision.membership}?")
-        record.advance(tools.runner, kube, current, "purged")
+        ledger.advance(current, "purged")
     tools.log(f"[{inp.ctx.cluster}] purge: clean ({len(removed)} deletions; backup at {ref.location})")
     return {"cluster": inp.ctx.cluster, "backup": ref.to_dict(), "removed": len(set(removed)),
             "supplemented": bool(current.earlier_backups)}

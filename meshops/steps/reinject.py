@@ -1,20 +1,22 @@
 """Put injection back: `istio.io/rev=asm-managed*` becomes the channel-agnostic
 `istio-injection=enabled`, other labels come back as they were; then restart the
 workloads of those namespaces so they get the new revision's proxy, and wait for each
-rollout (`kubectl rollout status`). Runs after restore: the security policies are in
-force before the first new sidecar starts."""
+rollout (`kubectl rollout status`). The namespaces are the backup's and those uninject
+recorded removing labels from (one labelled after the backup included). Runs after
+restore: the security policies are in force before the first new sidecar starts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.backup_store import planned_reads, read_backup
 from meshops.cluster.inventory import restart, workloads_in
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.process import Tools
 from meshops.context import StepInput, channel_of_revision
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
+from meshops.cluster.record import MigrationRecord
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run
 
 SUMMARY = ('Relabels namespaces (istio.io/rev=asm-managed* becomes istio-injection=enabled), restarts their workloads onto the new proxy '
            'and waits for each rollout.')
@@ -51,17 +53,24 @@ def relabel(labels: dict[str, str], tags: dict[str, str] | None = None, from_rev
     return dict(labels), []
 
 
+def injected_namespaces(backup_namespaces: dict[str, dict[str, str]], current: MigrationRecord) -> dict[str, dict[str, str]]:
+    """Namespace -> injection labels to put back: the backup's, and what uninject recorded
+    removing (the later reading, for a namespace labelled or relabelled after the backup)."""
+    return {**backup_namespaces, **current.uninjected}
+
+
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     if (result := skipped(inp)) is not None:
         return result
     runner, ref = tools.runner, backup_ref(inp)
     relabelled, missing = {}, []
     with cluster_access(inp.ctx, runner) as kube:
-        current = this_run(runner, kube, inp, ref)
-        current = record.advance(runner, kube, current, "reinjected")  # before any change: the record never under-states
-        backup = read_backup(ref, runner)
+        ledger = ledger_of(inp, runner, kube)
+        current = this_run(ledger, inp, ref)
+        current = ledger.advance(current, "reinjected")  # before any change: the record never under-states
+        backup = read_backup(ref, runner, owner_of(inp), current.run_id)
         live = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
-        for ns, labels in sorted(backup.namespaces.items()):
+        for ns, labels in sorted(injected_namespaces(backup.namespaces, current).items()):
             if ns not in live:
                 missing.append(ns)
                 continue
@@ -73,7 +82,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             namespace, ref_text = workload.split("/", 1)
             runner(kube.rollout_status(namespace, ref_text, ROLLOUT_TIMEOUT_SECONDS))
     if missing:
-        tools.log(f"[{inp.ctx.cluster}] reinject: {len(missing)} namespaces gone since the backup were not relabelled "
-                  "(named in this step's secret output, missing_namespaces)")
+        tools.log(f"[{inp.ctx.cluster}] reinject: {len(missing)} namespaces gone since the backup were not relabelled")
     tools.log(f"[{inp.ctx.cluster}] reinject: {len(relabelled)} namespaces relabelled, {len(restarted)} workloads restarted")
-    return {"cluster": inp.ctx.cluster, "relabelled": relabelled, "restarted": restarted, "missing_namespaces": missing}
+    # Counts only: a later update gets this stdout in its environment (see relax-security).
+    return {"cluster": inp.ctx.cluster, "relabelled": len(relabelled), "restarted": len(restarted), "missing_namespaces": len(missing)}

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.backup_store import planned_reads, planned_writes, read_backup
 from meshops.cluster.drift import compare_applies, supplement_if_drifted
 from meshops.cluster.inventory import crds
-from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, in_batches, items
 from meshops.cluster.objects import (
     AUTHORIZATION_POLICY, DESTINATION_RULE, PEER_AUTHENTICATION, istio_kinds, permissive_patch, without_mutual_tls
 )
 from meshops.cluster.process import Tools
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run
 
 SUMMARY = ('Compares the live Istio objects with the backup (what changed since goes into a supplementary backup), then turns '
            'STRICT PeerAuthentications PERMISSIVE, takes ISTIO_MUTUAL out of DestinationRules (auto mTLS) and removes '
@@ -48,15 +48,16 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         return result
     opts = inp.options
     if not (opts.relax_security or opts.remove_authorization_policies):
-        return {"cluster": inp.ctx.cluster, "relaxed": [], "relaxed_destination_rules": [], "removed": []}
+        return {"cluster": inp.ctx.cluster, "relaxed": 0, "relaxed_destination_rules": 0, "removed": 0}
     relaxed, relaxed_rules, removed = [], [], []
     ref = backup_ref(inp)
     with cluster_access(inp.ctx, tools.runner) as kube:
-        current = this_run(tools.runner, kube, inp, ref)
-        backup = read_backup(current.backup, tools.runner)  # nothing changes without a verified backup
+        ledger = ledger_of(inp, tools.runner, kube)
+        current = this_run(ledger, inp, ref)
+        backup = read_backup(current.backup, tools.runner, owner_of(inp), current.run_id)  # nothing changes without a verified backup
         if compare_applies(current):  # every try: a teammate may have edited since the last one
-            current, ref, backup = supplement_if_drifted(inp, tools, kube, current, backup)
-        current = record.advance(tools.runner, kube, current, "relaxed")  # before any change: the record never under-states
+            current, ref, backup = supplement_if_drifted(inp, tools, ledger, current, backup)
+        current = ledger.advance(current, "relaxed")  # before any change: the record never under-states
         served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
         if opts.relax_security and PEER_AUTHENTICATION in served:
             for pa in items(tools.runner, kube.get(PEER_AUTHENTICATION, all_namespaces=True)):
@@ -77,11 +78,15 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                 by_ns.setdefault(ap["metadata"]["namespace"], []).append(ap["metadata"]["name"])
             doomed = [f"{ns}/{n}" for ns, names in sorted(by_ns.items()) for n in sorted(names)]
             # Written before deleting: the drift check must know these are ours, not a teammate's deletions.
-            current = record.advance(tools.runner, kube, current, current.phase,
-                                     removed_policies=tuple(sorted({*current.removed_policies, *doomed})))
+            current = ledger.advance(current, current.phase, removed_policies=tuple(sorted({*current.removed_policies, *doomed})))
             for ns, names in sorted(by_ns.items()):
-                tools.runner(kube.delete(AUTHORIZATION_POLICY, sorted(names), ns))
+                for batch in in_batches(sorted(names)):
+                    tools.runner(kube.delete(AUTHORIZATION_POLICY, batch, ns))
                 removed += [f"{ns}/{n}" for n in sorted(names)]
     tools.log(f"[{inp.ctx.cluster}] relax-security: {len(relaxed)} PeerAuthentications PERMISSIVE, {len(relaxed_rules)} "
               f"DestinationRules without ISTIO_MUTUAL, {len(removed)} AuthorizationPolicies removed")
-    return {"cluster": inp.ctx.cluster, "relaxed": relaxed, "relaxed_destination_rules": relaxed_rules, "removed": removed}
+    # Counts only: a later update of this resource gets its stdout in its environment
+    # (PULUMI_COMMAND_STDOUT), where a list of thousands of names would not fit. The names
+    # relax-security removed are in the migration record; the rest are in the backup.
+    return {"cluster": inp.ctx.cluster, "relaxed": len(relaxed), "relaxed_destination_rules": len(relaxed_rules),
+            "removed": len(removed)}

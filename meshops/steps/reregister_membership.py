@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.fleet_state import membership_listed
 from meshops.cluster.kube import cluster_access
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
 from meshops.steps.backup import refuse_bound_features
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, this_run
 from meshops.steps.preflight import resolve_membership
 
 SUMMARY = ("Unregisters and re-registers the fleet membership the way it was registered: `clusters update --clear-fleet-project` "
@@ -52,25 +52,26 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         return result
     ctx, runner, name = inp.ctx, tools.runner, inp.decision.membership
     with cluster_access(ctx, runner) as kube:
-        current = this_run(runner, kube, inp)
+        ledger = ledger_of(inp, runner, kube)
+        current = this_run(ledger, inp)
         refuse_bound_features(inp, runner)  # bound since the backup, or re-registration just turned on
         described = run_json(runner, gcloud.describe_cluster(ctx))
         if not current.registration:  # read once, before anything changes: a resumed run must not guess
-            current = record.advance(runner, kube, current, current.phase,
+            current = ledger.advance(current, current.phase,
                                      registration="gke" if registered_by_gke(described, ctx.membership_location, name) else "membership")
-        current = record.advance(runner, kube, current, "registered")  # before any change: the record never under-states
+        current = ledger.advance(current, "registered")  # before any change: the record never under-states
         if current.registration == "gke":
             # The field report's way: GKE unregisters and registers its own membership.
             if registered_by_gke(described, ctx.membership_location, name):
-                current = record.advance(runner, kube, current, current.phase, membership_deleted=True)
+                current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.leave_fleet(ctx))
             runner(gcloud.join_fleet(ctx))
         else:
             if membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
-                current = record.advance(runner, kube, current, current.phase, membership_deleted=True)
+                current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.delete_membership(ctx, name))
             runner(gcloud.register_membership(ctx, name))
-        current = record.advance(runner, kube, current, current.phase, membership_deleted=False)
+        current = ledger.advance(current, current.phase, membership_deleted=False)
         after = run_json(runner, gcloud.list_memberships(ctx))
         try:
             resolve_membership(ctx, after, inp.decision.project_number)

@@ -3,22 +3,27 @@ against the manifest's digests. It runs as soon as the new control plane is read
 before reinject restarts any workload onto a sidecar, so STRICT PeerAuthentications and
 every AuthorizationPolicy (deleted with their CRDs by the purge, or removed on request)
 are in force before the first new sidecar starts; security kinds are applied first. It
-also carries the old revision's mesh config map over to the new revision's name."""
+also carries the old revision's mesh config map over to the new revision's name.
+
+Only what a mesh backup may hold is applied (meshops.cluster.restorable), checked here, at
+restore time, whoever wrote the backup. Kinds the cluster no longer serves never keep
+security away: every served kind is applied first, then the step fails naming the rest."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud, names
 from meshops.cluster.backup_store import Backup, planned_reads, read_backup
 from meshops.cluster.drift import supplement_if_drifted
 from meshops.cluster.inventory import crds, live_objects
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
-from meshops.cluster.objects import ARCHIVE_ONLY_GROUPS, digest, istio_kinds
+from meshops.cluster.objects import archive_only, digest, istio_kinds
 from meshops.cluster.process import StepFailed, Tools
+from meshops.cluster.restorable import check_configmaps, check_istio_objects
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run
 
 SUMMARY = "Server-side applies every backed-up object (STRICT mTLS and removed policies included) and checks each one's digest against the manifest."
 STOPS = "kinds no longer served; an object missing or different from the backup; a migration record that is not this run's"
@@ -48,10 +53,6 @@ def carried_configmaps(backup: Backup, from_revision: str, to_revision: str) -> 
     return carried
 
 
-def _group(resource: str) -> str:
-    return resource.split(".", 1)[1]
-
-
 def security_first(resource: str) -> tuple[int, str]:
     return (0 if resource in SECURITY else 1, resource)
 
@@ -62,16 +63,16 @@ def apply_backup(runner, kube, backup: Backup, location: str, cluster: str, from
     with `dry_run`, only say what would be applied. Shared with `meshops restore`."""
     backup = backup.as_restored(from_revision, to_revision)  # revision labels moved to the new revision
     kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
-    archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) in ARCHIVE_ONLY_GROUPS)
-    lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and _group(r) not in ARCHIVE_ONLY_GROUPS)
-    if lost:
-        raise StepFailed(f"cluster {cluster}: kinds {', '.join(lost)} are not served; their objects stay in the backup at {location}")
+    check_istio_objects(backup.objects, kinds, location)
+    check_configmaps(backup.configmaps, location)
+    archived = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and archive_only(r))
+    lost = sorted(r for r, objs in backup.objects.items() if objs and r not in kinds and not archive_only(r))
     # Each object at the version the new CRD stores (served by definition): a backup taken at
     # networking.istio.io/v1 applies on CRDs that serve only v1beta1, and the reverse.
     to_apply = [{**o, "apiVersion": f"{kinds[r].group}/{kinds[r].version}"}
                 for r in sorted(backup.objects, key=security_first) if r in kinds for o in backup.objects[r]]
     to_apply += carried_configmaps(backup, from_revision, to_revision)
-    needed = {o["metadata"].get("namespace") for o in to_apply} - {None, ""}
+    needed = {names.namespace(o["metadata"].get("namespace")) for o in to_apply if o["metadata"].get("namespace")}
     live_namespaces = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in sorted(needed - live_namespaces)]
     restored_kinds = [kinds[r] for r, objs in sorted(backup.objects.items()) if objs and r in kinds]
@@ -95,6 +96,10 @@ def apply_backup(runner, kube, backup: Backup, location: str, cluster: str, from
     if wrong:
         raise StepFailed(f"cluster {cluster}: {len(wrong)} restored objects are missing or differ from the backup; "
                          f"the backup is at {location}")
+    if lost:  # after every served kind is back (security first): what is left is named, never silently dropped
+        raise StepFailed(f"cluster {cluster}: kinds {', '.join(lost)} are not served here, so their "
+                         f"{sum(len(backup.objects[r]) for r in lost)} objects were not restored (every other object was, "
+                         f"and verified); they stay in the backup at {location}: install their CRDs and re-run `pulumi up`")
     return summary
 
 
@@ -111,13 +116,15 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         return result
     runner, decision, ref = tools.runner, inp.decision, backup_ref(inp)
     with cluster_access(inp.ctx, runner) as kube:
-        current = this_run(runner, kube, inp, ref)
-        current = record.advance(runner, kube, current, "restored")  # before any change: the record never under-states
+        ledger = ledger_of(inp, runner, kube)
+        current = this_run(ledger, inp, ref)
+        current = ledger.advance(current, "restored")  # before any change: the record never under-states
         # With purgeCrds false the Istio objects stayed served through the purge: a teammate's
         # edit since is taken into a supplement before the apply would overwrite it.
-        current, ref, backup = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
+        current, ref, backup = supplement_if_drifted(inp, tools, ledger, current,
+                                                     read_backup(current.backup, runner, owner_of(inp), current.run_id))
         summary = apply_backup(runner, kube, backup, ref.location, inp.ctx.cluster, decision.from_revision, decision.to_revision)
-        record.advance(runner, kube, current, current.phase, restore_verified=True)
+        ledger.advance(current, current.phase, restore_verified=True)
     tools.log(f"[{inp.ctx.cluster}] restore: {summary['restored']} objects re-applied and verified by digest; "
               f"namespaces created: {len(summary['created_namespaces'])}")
     if backup.archive:

@@ -1,16 +1,18 @@
 """Remove the namespaces' injection labels and restart injected workloads so their
-sidecars go away before the control plane does. The labels are in the backup."""
+sidecars go away before the control plane does. The labels removed are written to the
+migration record first (a namespace labelled after the backup is in no backup), so reinject
+and verify put back and check exactly what was removed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.inventory import INJECTION_LABELS, injected_pods, injection_labels, is_gateway, owners_of, restart
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.process import Tools
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, this_run
 
 SUMMARY = ("Removes namespace injection labels and rollout-restarts injected workloads, except gateways: restarted without "
            "an injector their `image: auto` cannot be pulled, so they keep serving until reinject restarts them on the new revision.")
@@ -34,9 +36,12 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         return result
     runner = tools.runner
     with cluster_access(inp.ctx, runner) as kube:
-        current = this_run(runner, kube, inp)
-        current = record.advance(runner, kube, current, "uninjected")  # before any change: the record never under-states
+        ledger = ledger_of(inp, runner, kube)
+        current = this_run(ledger, inp)
         labelled = injection_labels(runner, kube)
+        # Before any change: the record never under-states, and names every label it removes
+        # (a retry finds fewer labelled namespaces: what an earlier try removed is kept).
+        current = ledger.advance(current, "uninjected", uninjected={**labelled, **current.uninjected})
         for ns, labels in sorted(labelled.items()):
             runner(kube.label_namespace(ns, {}, sorted(labels)))
         restarted, orphans, gateways = [], [], []
@@ -49,9 +54,11 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             gateways = sorted(f"{w.namespace}/{w.ref}" for w in gateway_workloads)
     if orphans:
         tools.log(f"[{inp.ctx.cluster}] uninject: {len(orphans)} pods without a restartable owner keep their sidecar until deleted "
-                  "(named in this step's secret output, not_restarted)")
+                  "(list them: pods with an istio-proxy container, `kubectl get pods -A`)")
     if gateways:
         tools.log(f"[{inp.ctx.cluster}] uninject: {len(gateways)} gateway(s) keep serving with their proxy until reinject restarts them")
     tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")
-    return {"cluster": inp.ctx.cluster, "unlabelled": sorted(labelled), "restarted": restarted, "not_restarted": orphans,
-            "gateways_kept": gateways}
+    # Counts only (a later update gets this stdout in its environment, where thousands of
+    # names would not fit); the namespaces are in the migration record.
+    return {"cluster": inp.ctx.cluster, "unlabelled": len(labelled), "restarted": len(restarted), "not_restarted": len(orphans),
+            "gateways_kept": len(gateways)}

@@ -14,16 +14,17 @@ from collections import Counter
 from typing import Any
 
 from meshops.cluster import gcloud, record
-from meshops.cluster.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup
+from meshops.cluster.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup, run_location
 from meshops.cluster.drift import supplement_if_drifted
 from meshops.cluster.fleet_reader import describe_mesh
 from meshops.cluster.fleet_state import mesh_state
 from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects, tags_of
-from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, items
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
 from meshops.cluster.process import StepFailed, Tools, run_json
+from meshops.cluster.record import Ledger, MigrationRecord, signed_document
 from meshops.context import StepInput, revision_of
-from meshops.steps.common import RECORD_READ, backup_ref, this_run
+from meshops.steps.common import RECORD_READ, backup_ref, ledger_of, owner_of, this_run
 from meshops.steps.release_channel import current_channel
 from meshops.steps.wait_ready import delays
 
@@ -64,8 +65,21 @@ def proxy_image(pod: dict) -> str:
     return ""
 
 
+def injecting(labels: dict[str, str]) -> bool:
+    """Whether a namespace's injection labels ask for sidecars."""
+    return labels.get("istio-injection") == "enabled" or "istio.io/rev" in labels
+
+
+def expected_injected(backup: Backup, current: MigrationRecord) -> set[str]:
+    """Namespaces whose pods must run a sidecar again: those with injected pods at backup
+    time, and those uninject took injection labels from (a namespace onboarded after the
+    backup is in the second set only)."""
+    return ({ns for ns, count in backup.injected.items() if count}
+            | {ns for ns, labels in current.uninjected.items() if injecting(labels)})
+
+
 def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], expected_revision: str,
-                tags: dict[str, str], running: set[str]) -> list[str]:
+                tags: dict[str, str], running: set[str], injected: set[str]) -> list[str]:
     """What in the cluster is not as the backup says it should be (counts, never names:
     this result is logged and exported)."""
     problems = []
@@ -88,24 +102,27 @@ def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], e
                           if tags.get(pod_revision(p), pod_revision(p)) == expected_revision)
     # A namespace that runs pods but none injected on the new revision lost its mesh; one
     # that runs no pod at all (deleted, or scaled to zero since) has nothing to prove.
-    empty = [ns for ns, count in backup.injected.items() if count and ns in running and not on_revision.get(ns)]
+    empty = [ns for ns in sorted(injected) if ns in running and not on_revision.get(ns)]
     if empty:
         problems.append(f"{len(empty)} namespaces that ran injected pods before have none on {expected_revision}")
     return problems
 
 
-def _compare_with_backup(inp: StepInput, tools: Tools, kube: Kube, pods: list[dict], expected: str,
+def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, pods: list[dict], expected: str,
                          tags: dict[str, str], running: set[str]) -> tuple[list[str], Any, Backup | None]:
     runner, ref = tools.runner, backup_ref(inp)
-    current = this_run(runner, kube, inp, ref)
+    current = this_run(ledger, inp, ref, finished_ok=True)
     if not current.restore_verified:
         return [f"restore has not put the backup back and verified it (record phase {current.phase})"], current, None
-    # Restore checked every object by digest; what differs now was changed after it (a
-    # teammate's edit while the run stood failed): kept in a supplementary backup, so
-    # the backup this verify compares with is what the cluster is meant to hold.
-    current, ref, backup = supplement_if_drifted(inp, tools, kube, current, read_backup(current.backup, runner))
-    live = live_objects(runner, kube, istio_kinds(crds(runner, kube)))
-    return differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running), current, backup
+    backup = read_backup(current.backup, runner, owner_of(inp), current.run_id)
+    if current.phase != "verified":
+        # Restore checked every object by digest; what differs now was changed after it (a
+        # teammate's edit while the run stood failed): kept in a supplementary backup, so
+        # the backup this verify compares with is what the cluster is meant to hold.
+        current, ref, backup = supplement_if_drifted(inp, tools, ledger, current, backup)
+    live = live_objects(runner, ledger.kube, istio_kinds(crds(runner, ledger.kube)))
+    return (differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running,
+                        expected_injected(backup, current)), current, backup)
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -117,7 +134,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         pods = [p for p in all_pods if has_sidecar(p)]
         running = {p["metadata"].get("namespace", "") for p in all_pods}
         tags = tags_of(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
-        problems, current, backup = (_compare_with_backup(inp, tools, kube, pods, expected, tags, running) if migrating
+        ledger = ledger_of(inp, tools.runner, kube)
+        problems, current, backup = (_compare_with_backup(inp, tools, ledger, pods, expected, tags, running) if migrating
                                      else ([], None, None))
         # Backed-up kinds the TRAFFIC_DIRECTOR implementation ignores.
         ignored = sorted(r for r in IGNORED_BY_TRAFFIC_DIRECTOR if backup and backup.objects.get(r))
@@ -152,10 +170,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             tools.log(f"[{ctx.cluster}] verify: warning: {warning}")
         if problems:
             raise StepFailed(f"cluster {ctx.cluster}: not verified: {'; '.join(problems)}; the migration record stays in flight")
-        if current is not None:
-            done = record.advance(tools.runner, kube, current, "verified")
-            BackupStore(done.backup.location, tools.runner).write_record(done)
-            record.clear(tools.runner, kube)
+        if current is not None and current.phase != "verified":  # a verified copy: cleared by an earlier try
+            done = ledger.advance(current, "verified")
+            BackupStore(run_location(done.backup.location), tools.runner).write_record(signed_document(ledger.key, ctx, done))
+            ledger.clear()
     tools.log(f"[{ctx.cluster}] verify: ACTIVE on {expected}; {len(pods)} injected pods on {dict(images) or 'no proxy'}"
               + ("; equal to the backup, migration record cleared" if current is not None else ""))
     return {

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshops.cluster import gcloud, record
+from meshops.cluster import gcloud
 from meshops.cluster.diagnose import diagnose
 from meshops.cluster.fleet_reader import describe_mesh, reader_of
 from meshops.cluster.fleet_state import MeshState, mesh_state
 from meshops.cluster.kube import cluster_access
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, this_run
 
 SUMMARY = 'Polls the fleet (5 s growing to 30 s, one shared describe per project every ~21 s) until the control plane is ACTIVE with REVISION_READY on the target revision.'
 STOPS = 'STALLED / FAILED_PRECONDITION / known error codes, each with its cause and fixing command (REVISION_STALLED with connectgateway off: gcloud services enable connectgateway.googleapis.com); the wait timeout'
@@ -111,5 +111,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             break
         tools.sleep(outcome)
     with cluster_access(inp.ctx, tools.runner) as kube:
-        record.advance(tools.runner, kube, this_run(tools.runner, kube, inp), "ready")
+        ledger = ledger_of(inp, tools.runner, kube)
+        ledger.advance(this_run(ledger, inp), "ready")
     return outcome
