@@ -138,10 +138,11 @@ def _status(args: argparse.Namespace) -> int:
     from meshops.review.plan import PlanError
 
     try:
-        found = breakglass.targets(args.config, args.stack, args.cluster, _stack_key("status", args))
+        found = breakglass.targets(args.config, args.stack, args.cluster)
     except (ConfigError, PlanError, breakglass.BreakGlassError, OSError, ValueError) as error:
         print(f"meshops status: {error}", file=sys.stderr)
         return 2
+    found = breakglass.with_key(found, _stack_key("status", found[0].stack, args.config))
     statuses = []
     for target in found:
         status, error = breakglass.guarded(breakglass.cluster_status, target, run)
@@ -153,12 +154,11 @@ def _status(args: argparse.Namespace) -> int:
     return breakglass.exit_code(statuses)
 
 
-def _stack_key(command: str, args: argparse.Namespace):
+def _stack_key(command: str, identity: str, config: Path):
     """The stack's key from its state, to check records with; None (said on stderr) when it cannot be read."""
     from meshops.cluster import breakglass
 
-    _, identity = breakglass.identity_of(args.stack, args.config)
-    key, why = breakglass.key_from_state(identity, args.config.resolve().parent)
+    key, why = breakglass.key_from_state(identity, config.resolve().parent)
     if key is None:
         print(f"meshops {command}: migration records are not checked (cannot read stack {identity}'s key: {why})", file=sys.stderr)
     return key
@@ -173,10 +173,11 @@ def _restore_by_hand(args: argparse.Namespace) -> int:
         print("meshops restore: --cluster is required with --config", file=sys.stderr)
         return 2
     try:
-        (target,) = breakglass.targets(args.config, args.stack, args.cluster, _stack_key("restore", args))
+        (target,) = breakglass.targets(args.config, args.stack, args.cluster)
     except (ConfigError, PlanError, breakglass.BreakGlassError, OSError, ValueError) as error:
         print(f"meshops restore: {error}", file=sys.stderr)
         return 2
+    (target,) = breakglass.with_key([target], _stack_key("restore", target.stack, args.config))
     result, error = breakglass.guarded(breakglass.restore, target, run, args.backup, args.sha256, args.dry_run)
     if error:
         print(f"meshops restore [{args.cluster}]: {error}", file=sys.stderr)

@@ -173,7 +173,7 @@ def guard_id_of(guard_json: str | None) -> str:
     """The id in the guard's stdout ("" for a guard created before guards had ids)."""
     try:
         value = json.loads(guard_json or "").get("guard_id", "")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         return ""
     return value if isinstance(value, str) and _SAFE_VALUE.fullmatch(value) else ""
 

@@ -48,6 +48,7 @@ from components.migration import StepSpec, chain_steps, guard_spec, step_spec
 from components.stack_key import stack_key_spec
 from meshops.cluster.execute import execute
 from meshops.cluster.process import StepFailed
+from meshops.cluster.trust import KEY_ENV, StackKey
 from meshops.context import Options, StepContext, attempt_of
 
 ORDER_BEFORE, ORDER_AFTER = chain_steps(True)
@@ -173,6 +174,10 @@ class Chain:
     # ------------------------------------------------------------------ conveniences
     def results(self) -> dict[str, Any]:
         return {name: json.loads(stored.stdout) for name, stored in self.state.items()}
+
+    def key(self) -> StackKey:
+        """The stack's key as this stack's state holds it (what break-glass reads with `pulumi stack export`)."""
+        return StackKey.from_environment({KEY_ENV: self.state["stack-key"].stdout}, self.options.stack)
 
     def created(self) -> list[str]:
         return [name for name, action in self.ran if action == "create"]

@@ -291,6 +291,8 @@ class Fault:
     matches: Callable[[list[str]], bool]
     message: str
     remaining: int = 1
+    after: bool = False
+    """The call takes effect, then fails (the answer was lost: a dropped connection)."""
 
 
 class FakeWorld:
@@ -344,8 +346,9 @@ class FakeWorld:
     def sleep(self, seconds: float) -> None:
         self.clock += seconds
 
-    def fail(self, matches: Callable[[list[str]], bool], message: str = "injected fault", times: int = 1) -> None:
-        self.faults.append(Fault(matches, message, times))
+    def fail(self, matches: Callable[[list[str]], bool], message: str = "injected fault", times: int = 1,
+             after: bool = False) -> None:
+        self.faults.append(Fault(matches, message, times, after))
 
     def fail_at_call(self, index: int) -> None:
         """Fail the call with this 0-based index (counted over all calls from now on)."""
@@ -357,10 +360,19 @@ class FakeWorld:
         argv = list(argv)
         self.calls.append(argv)
         self.stdin = input
+        lost = None
         for fault in self.faults:
             if fault.remaining and fault.matches(argv):
                 fault.remaining -= 1
-                raise StepFailed(f"`{' '.join(argv[:4])} …` failed (exit 1): {fault.message}")
+                if not fault.after:
+                    raise StepFailed(f"`{' '.join(argv[:4])} …` failed (exit 1): {fault.message}")
+                lost = fault
+        if lost is not None:
+            self._answer(argv)
+            raise StepFailed(f"`{' '.join(argv[:4])} …` failed (exit 1): {lost.message}")
+        return self._answer(argv)
+
+    def _answer(self, argv: list[str]) -> str:
         try:
             if argv[0] == "gcloud":
                 out = self._gcloud(argv[1:])

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import meshops.__main__ as cli
+from meshops.cluster import breakglass
 from meshops.cluster.objects import digest
+from meshops.cluster.trust import KEY_ENV, StackKey
 from meshops.context import Options
 from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, seed_field_report
@@ -24,14 +26,26 @@ STACK_FILE = """config:
 PA = "peerauthentications.security.istio.io"
 
 
+STACK = "organization/gke-mesh/dev"
+
+
 @pytest.fixture
 def fleet(tmp_path, monkeypatch):
+    """A stack `dev` whose key break-glass reads from the stack's state (here: the driver's)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "Pulumi.dev.yaml").write_text(STACK_FILE)
     world = FakeWorld()
     cluster = seed_field_report(world)
     monkeypatch.setattr(cli, "run", world)
-    return world, cluster, Chain(world, context(), Options(stack="dev"))
+    chain = Chain(world, context(), Options(stack=STACK))
+
+    def key_from_state(identity, directory):
+        assert identity == STACK and directory == tmp_path
+        stored = chain.state.get("stack-key")
+        return (StackKey.from_environment({KEY_ENV: stored.stdout}, identity), "") if stored else (None, "no state yet")
+
+    monkeypatch.setattr(breakglass, "key_from_state", key_from_state)
+    return world, cluster, chain
 
 
 def main(capsys, *argv: str) -> tuple[int, str, str]:
@@ -46,7 +60,7 @@ def test_status_of_a_healthy_cluster(fleet, capsys):
     code, out, err = main(capsys, "status", "--config", "Pulumi.dev.yaml")
     assert code == 0, err
     assert out.splitlines()[0] == "dev-cluster-1: healthy"
-    assert "control plane ACTIVE on asm-managed (ISTIOD)" in out and "owner        dev" in out
+    assert "control plane ACTIVE on asm-managed (ISTIOD)" in out and f"owner        {STACK}" in out
 
 
 def test_status_mid_migration_shows_the_record_and_relaxed_security(fleet, capsys):
@@ -57,8 +71,9 @@ def test_status_mid_migration_shows_the_record_and_relaxed_security(fleet, capsy
     assert code == 3, "exit 3: a migration in flight"
     (status,) = json.loads(out)
     assert status["verdict"] == "in flight"
-    assert status["migration"]["phase"] == "uninjected" and status["migration"]["stack"] == "dev"
-    assert status["migration"]["backup"]["location"].startswith("backups/dev/dev-cluster-1/rapid-to-regular/")
+    assert status["migration"]["phase"] == "uninjected" and status["migration"]["stack"] == STACK
+    assert status["migration"]["backup"]["location"].startswith(f"backups/{STACK}/dev-cluster-1/rapid-to-regular/")
+    assert status["record_found_at"] == "kube-system" and status["record_checked"] is True
     assert status["security_differs_from_backup"] == [
         "PeerAuthentication istio-system/default", "PeerAuthentication katayan/web", "PeerAuthentication katayan/web:8080",
         "DestinationRule katayan/web"], "PERMISSIVE, and ISTIO_MUTUAL taken out"
@@ -71,7 +86,7 @@ def test_restore_by_hand_dry_run_changes_nothing(fleet, capsys):
     calls = len(world.calls)
     code, out, err = main(capsys, "restore", "--config", "Pulumi.dev.yaml", "--cluster", "dev-cluster-1", "--dry-run")
     assert code == 0, err
-    assert out.startswith("dev-cluster-1: would apply 8 objects from backups/dev/dev-cluster-1/")
+    assert out.startswith(f"dev-cluster-1: would apply 8 objects from backups/{STACK}/dev-cluster-1/")
     assert "2 peerauthentications.security.istio.io" in out
     assert not [c for c in world.calls[calls:] if c[0] == "kubectl" and c[2] in ("apply", "patch", "delete")]
 
@@ -101,7 +116,9 @@ def test_restore_by_hand_refuses_a_swapped_backup(fleet, capsys):
 
 def test_restore_by_hand_says_what_to_pass_without_a_record(fleet, capsys):
     code, out, err = main(capsys, "restore", "--config", "Pulumi.dev.yaml", "--cluster", "dev-cluster-1")
-    assert code == 1 and "has no migration record naming a backup; pass --backup URI and --sha256" in err
+    assert code == 1 and err.splitlines()[-1] == (
+        "meshops restore [dev-cluster-1]: cluster dev-cluster-1: no migration record of this stack names a backup (no stack key: "
+        "records cannot be checked); pass --backup URI and --sha256 (from the record.json beside it, once you trust it)")
 
 
 @pytest.mark.parametrize("argv,expected", [

@@ -24,13 +24,14 @@ def graph(values, **kwargs) -> Graph:
 
 
 # Hand-counted from each stack file: APIs = projects x (4 required + extras).
-# Commands per cluster: 12 migration steps + release-channel. dev labels 2 meshNamespaces.
+# Commands per cluster: the guard, 12 migration steps and release-channel; one stack-key per
+# stack. dev labels 2 meshNamespaces.
 # Gated stacks read two stacks: the previous stage and their own last outputs.
 EXPECTED_COUNTS = {
-    "Pulumi.dev.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 14, FEATURE_MEMBERSHIP: 1,
+    "Pulumi.dev.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 15, FEATURE_MEMBERSHIP: 1,
                         "pulumi:providers:kubernetes": 1, "kubernetes:core/v1:NamespacePatch": 2},
-    "Pulumi.staging.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 28, FEATURE_MEMBERSHIP: 2, "pulumi:pulumi:StackReference": 2},
-    "Pulumi.prod.yaml": {SERVICE: 15, FEATURE: 1, COMMAND: 28, FEATURE_MEMBERSHIP: 2, "pulumi:pulumi:StackReference": 2},
+    "Pulumi.staging.yaml": {SERVICE: 4, FEATURE: 1, COMMAND: 29, FEATURE_MEMBERSHIP: 2, "pulumi:pulumi:StackReference": 2},
+    "Pulumi.prod.yaml": {SERVICE: 15, FEATURE: 1, COMMAND: 29, FEATURE_MEMBERSHIP: 2, "pulumi:pulumi:StackReference": 2},
 }
 
 
@@ -138,8 +139,9 @@ def test_clusters_share_only_apis_and_feature():
     g = graph(values)
     tokyo = g.ancestors(g.named("staging-tokyo-mesh-management"))
     osaka = g.ancestors(g.named("staging-osaka-mesh-management"))
-    shared_types = {g.by_urn[u].type for u in tokyo & osaka}
-    assert shared_types <= {SERVICE, FEATURE}
+    shared = [g.by_urn[u] for u in sorted(tokyo & osaka)]
+    assert {r.type for r in shared} <= {SERVICE, FEATURE, COMMAND}
+    assert [r.name for r in shared if r.type == COMMAND] == ["stack-key"], "the stack's key is the one command they share"
 
 
 def verify_stdout(args):

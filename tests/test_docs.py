@@ -108,7 +108,10 @@ def kubectl_permissions(calls: list[list[str]]) -> set[tuple[str, str]]:
     used = set()
     for argv in (c for c in calls if c[0] == "kubectl"):
         verb, rest = argv[2], argv[3:]
-        if verb in ("get", "delete", "patch"):
+        mesh_namespace = any(a in ("--namespace=istio-system", "--namespace=asm-system") for a in rest)
+        if verb == "get" and mesh_namespace and rest[0].count(",") > 2:  # every namespaced kind api-resources lists
+            used.add(("get", "*"))
+        elif verb in ("get", "delete", "patch"):
             used |= {(verb, r if r.endswith("s") or "." in r else r + "s") for r in rest[0].split(",")}
         elif verb == "label":
             used.add(("patch", "namespaces"))

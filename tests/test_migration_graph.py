@@ -7,6 +7,7 @@ import getpass
 import json
 import os
 
+from meshops.cluster.trust import KEY_ENV
 from meshops.context import DECISION_KEY
 from meshops.steps import CHAIN_AFTER_CHANNEL, CHAIN_BEFORE_CHANNEL
 from tests.conftest import STACK_FILES, minimal_config, run, stack_values
@@ -57,7 +58,8 @@ def test_each_step_gets_only_the_options_it_reads():
     assert env["wait-ready"]["GKE_MESH_WAIT_TIMEOUT_SECONDS"] == "2700"
     assert [n for n in CHAIN if "GKE_MESH_WAIT_TIMEOUT_SECONDS" in env[n]] == ["wait-ready"]
     assert [n for n in CHAIN if "GKE_MESH_PURGE_CRDS" in env[n]] == ["purge"]
-    assert env["backup"]["GKE_MESH_BACKUP_URI"] == "backups" and env["backup"]["GKE_MESH_STACK"] == "test"
+    assert env["backup"]["GKE_MESH_BACKUP_URI"] == "backups" and env["backup"]["GKE_MESH_STACK"] == "organization/gke-mesh/test"
+    assert all(env[name][KEY_ENV] == "<unknown>" for name in CHAIN if name != "release-channel"), "the key: from state, at run time"
     assert DECISION_KEY not in env["preflight"] and DECISION_KEY not in env["release-channel"]
     for name in CHAIN:
         if name not in ("preflight", "release-channel"):

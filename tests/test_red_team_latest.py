@@ -67,7 +67,7 @@ def test_status_says_security_is_relaxed_when_only_destination_rules_are(tmp_pat
         del cluster.objects[key]
     assert attempt(chain, stop_after="relax-security") == "relax-security"
     assert "tls" not in cluster.objects[(DR, "katayan", "web")]["spec"]["trafficPolicy"], "precondition: relaxed"
-    status = breakglass.cluster_status(breakglass.Target(ctx_of(), "dev"), world)
+    status = breakglass.cluster_status(breakglass.Target(ctx_of(), "dev", BUCKET, chain.key()), world)
     assert status["security_differs_from_backup"], "status reports security as in the backup while ISTIO_MUTUAL is gone"
 
 

@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from meshops.cluster.trust import KEY_ENV
 from meshops.context import BACKUP_KEY, DECISION_KEY, Options
 from meshops.steps import STEPS, environment_for
 from tests.chain_driver import Cancelled, Chain, context
@@ -43,7 +44,7 @@ def workdir(tmp_path_factory):
             chain.up(stop_after="backup")
     finally:
         os.chdir(here)
-    return folder, chain.state["preflight"].stdout, chain.state["backup"].stdout
+    return folder, chain.state["preflight"].stdout, chain.state["backup"].stdout, chain.state["stack-key"].stdout
 
 
 # The management switches print nothing that is parsed, so malformed output cannot hurt them.
@@ -53,7 +54,7 @@ CASES = [(step, failure) for step in sorted(STEPS) for failure in sorted(FAILURE
 
 @pytest.mark.parametrize("step,failure", CASES, ids=[f"{s}-{f}" for s, f in CASES])
 def test_step_failure_is_one_clear_line(step, failure, workdir, tmp_path):
-    folder, decision, backup_result = workdir
+    folder, decision, backup_result, key = workdir
     script, expected = FAILURES[failure]
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -63,7 +64,7 @@ def test_step_failure_is_one_clear_line(step, failure, workdir, tmp_path):
             (bin_dir / cli).chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin" if script else str(bin_dir), "PYTHONPATH": str(ROOT),
            # backup gets a stack with no backup yet, or it would reuse the verified one
-           **environment_for(step, context(), Options(stack="fresh" if step == "backup" else "dev"))}
+           **environment_for(step, context(), Options(stack="fresh" if step == "backup" else "dev")), KEY_ENV: key}
     if STEPS[step].NEEDS_DECISION:
         env[DECISION_KEY] = decision
     if STEPS[step].NEEDS_BACKUP:

@@ -87,8 +87,11 @@ def test_preflight_prints_only_its_decision_on_stdout(monkeypatch, capsys, tmp_p
     world = FakeWorld()
     seed_field_report(world)
     monkeypatch.setattr(cli, "Tools", world.tools)
+    from meshops.cluster.trust import KEY_ENV, new_key_result
+
     for key, value in CTX.environment().items():
         monkeypatch.setenv(key, value)
+    monkeypatch.setenv(KEY_ENV, new_key_result())
     assert cli.main(["preflight"]) == 0
     out = capsys.readouterr().out
     decision = json.loads(out)

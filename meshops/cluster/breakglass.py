@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,10 @@ def identity_of(stack: str | None, config: Path) -> tuple[str, str]:
         return stack_name(config, bare), f"{org}/{project}/{stack_name(config, bare)}"
     bare = stack_name(config, stack)
     return bare, f"{ORGANIZATION}/{PROJECT}/{bare}"
+
+
+def with_key(found: list[Target], key: StackKey | None) -> list[Target]:
+    return [replace(target, key=key) for target in found]
 
 
 def targets(config: Path, stack: str | None, cluster: str | None, key: StackKey | None = None) -> list[Target]:

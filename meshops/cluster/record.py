@@ -317,7 +317,8 @@ class Ledger:
 
 def owned_elsewhere(cluster: str, held: Claim, stack: str) -> str:
     who = f"stack {held.stack[:120]}" if held.stack else "an unnamed writer"
-    how = "" if held.signed_by_us or held.legacy else " (not signed by this stack)"
+    how = (" (naming this stack but not signed with its key: forged, or written with another copy of its state)"
+           if held.stack == stack and not held.signed_by_us else "")
     return (f"cluster {cluster} is claimed by {who}{how} ({NAMESPACE}/{OWNER}); one cluster belongs to one stack: remove it "
             f"from that stack first (its guard releases it), or from stack {stack}. If this stack held it before, someone "
             "deleted its claim and another stack took the cluster: decide which stack owns it before going on")

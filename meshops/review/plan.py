@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from meshops.cluster.execute import STACK_KEY
 from meshops.context import DECISION_KEY, ContextError, Decision, StepInput, step_of
 from meshops.review.offline import PROJECT, ROOT, Registration, run_program, stack_config
 from meshops.steps import GUARD, STEPS, guard
@@ -83,13 +84,15 @@ def commands_of(registration: Registration) -> list[list[str]]:
         return []
     create = str(registration.inputs.get("create", ""))
     step = step_of(create)
+    if step == STACK_KEY:
+        return []  # draws random bytes, calls nothing
     module = guard if step == GUARD else STEPS.get(step or "")
     if module is None:
         return [["sh", "-c", create]]
     env = dict(registration.inputs.get("environment") or {})
     env.pop(DECISION_KEY, None)  # known only once preflight has run
     try:
-        inp = StepInput.from_environment(env, needs_decision=False, needs_channel=module is not guard)
+        inp = StepInput.from_environment(env, needs_decision=False, needs_channel=module is not guard, needs_key=False)
     except ContextError:
         return [["<step-environment-unknown>"]]
     return module.commands(StepInput(inp.ctx, inp.options, Decision.placeholder(inp.ctx)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshops.cluster import gcloud
-from meshops.cluster.backup_store import BackupStore, check_bucket, planned_writes, read_backup, run_location
+from meshops.cluster.backup_store import BackupStore, check_bucket, planned_writes, read_backup
 from meshops.cluster.inventory import collect
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, archive_only
@@ -48,7 +48,7 @@ def commands(inp: StepInput) -> list[list[str]]:
     return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *unfinished, *bucket, *features, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
             k.get("configmaps", namespace="istio-system"), k.get("mutatingwebhookconfigurations"),
-            k.get("configmaps,secrets", namespace="istio-system"), k.get("configmaps,secrets", namespace="asm-system"),
+            k.api_resources(), k.get("<namespaced-kinds>", namespace="istio-system"), k.get("<namespaced-kinds>", namespace="asm-system"),
             *planned_writes(inp.new_backup_location()), RECORD_WRITE]
 
 
@@ -126,16 +126,6 @@ def refuse_unfinished_run(inp: StepInput, ledger: Ledger, tools: Tools) -> None:
                          "to finish that run from its backup")
 
 
-def refuse_stale_record(inp: StepInput, ledger: Ledger, current) -> None:
-    """A record whose signed copy says its run was verified is an old one put back (by
-    someone who kept a copy): acting on it would restore an older backup."""
-    copy = signed_copy(ledger, current.backup.location)
-    if copy is not None and copy.run_id == current.run_id and copy.phase == "verified":
-        raise StepFailed(f"cluster {inp.ctx.cluster}: the migration record names run {current.run_id}, which its signed copy at "
-                         f"{run_location(current.backup.location)} says was verified and finished: someone put an old record "
-                         f"back in kube-system. Nothing was changed; delete {ledger.where} after finding out who wrote it")
-
-
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     decision, runner = inp.decision, tools.runner
     with cluster_access(inp.ctx, runner) as kube:
@@ -146,7 +136,6 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             return skipped(inp)
         current = this_run(ledger, inp)
         if current.backup is not None:
-            refuse_stale_record(inp, ledger, current)
             backup = read_backup(current.backup, runner, owner_of(inp), current.run_id)
             tools.log(f"[{inp.ctx.cluster}] backup: reusing this run's verified backup at {current.backup.location} "
                       f"({backup.object_count} objects)")

@@ -61,7 +61,7 @@ def release(inp: StepInput, tools: Tools) -> dict[str, Any]:
             raise StepFailed(
                 f"cluster {ctx.cluster} is mid-migration ({found.describe()}): its mesh security may be relaxed and its "
                 f"control plane purged. Finish it first (put the cluster back in the stack and run `pulumi up`), or restore "
-                f"by hand: venv/bin/python -m meshops restore --config Pulumi.<stack>.yaml --cluster {ctx.cluster}; only then "
+                f"by hand: venv/bin/python -m meshops restore --config Pulumi.{stack.rsplit('/', 1)[-1]}.yaml --cluster {ctx.cluster}; only then "
                 "remove it (README \"When a migration fails\")")
         ledger.clear()
         released = ledger.release(inp.guard_id)

@@ -19,7 +19,8 @@ from meshops.cluster.preconditions import channel_refusal, identity_refusal, kin
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import MigrationRecord
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
-from meshops.steps.common import OWNER_READ, RECORD_READ, ledger_of
+from meshops.cluster.backup_store import run_location
+from meshops.steps.common import OWNER_READ, RECORD_READ, ledger_of, signed_copy
 from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
@@ -162,11 +163,19 @@ def refuse_user_workloads(inp: StepInput, runner, kube) -> None:
 def existing_record(ledger, ctx: StepContext) -> MigrationRecord | None:
     """This stack's record of the cluster, if any (another stack's, or one nobody signed, is a
     refusal). A verified one is finished: verify's clearing of it failed after it wrote it
-    (a lost answer, say); it is cleared now."""
+    (a lost answer, say); it is cleared now. One whose signed copy beside its backup says the
+    run was verified is an old record put back by someone who kept a copy: acting on it would
+    restore an older backup."""
     existing = ledger.read()
     if existing is not None and existing.phase == "verified":
         ledger.clear()
         return None
+    if existing is not None and existing.backup is not None:
+        copy = signed_copy(ledger, existing.backup.location)
+        if copy is not None and copy.run_id == existing.run_id and copy.phase == "verified":
+            raise StepFailed(f"cluster {ctx.cluster}: the migration record names run {existing.run_id}, which its signed copy at "
+                             f"{run_location(existing.backup.location)} says was verified and finished: an old record was put "
+                             f"back in kube-system. Nothing was changed; delete {ledger.where} once you know who wrote it")
     return existing
 
 

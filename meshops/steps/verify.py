@@ -25,6 +25,7 @@ from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import Ledger, MigrationRecord, signed_document
 from meshops.context import StepInput, revision_of
 from meshops.steps.common import RECORD_READ, backup_ref, ledger_of, owner_of, this_run
+from meshops.steps.reinject import relabel
 from meshops.steps.release_channel import current_channel
 from meshops.steps.wait_ready import delays
 
@@ -65,17 +66,13 @@ def proxy_image(pod: dict) -> str:
     return ""
 
 
-def injecting(labels: dict[str, str]) -> bool:
-    """Whether a namespace's injection labels ask for sidecars."""
-    return labels.get("istio-injection") == "enabled" or "istio.io/rev" in labels
-
-
-def expected_injected(backup: Backup, current: MigrationRecord) -> set[str]:
+def expected_injected(backup: Backup, current: MigrationRecord, from_revision: str) -> set[str]:
     """Namespaces whose pods must run a sidecar again: those with injected pods at backup
-    time, and those uninject took injection labels from (a namespace onboarded after the
-    backup is in the second set only)."""
-    return ({ns for ns, count in backup.injected.items() if count}
-            | {ns for ns, labels in current.uninjected.items() if injecting(labels)})
+    time, and those onboarded after it (uninject took their labels) that reinject labelled
+    for injection on the new revision."""
+    onboarded = {ns for ns, labels in current.uninjected.items() if ns not in backup.namespaces
+                 and relabel(labels, backup.revision_tags, from_revision)[0].get("istio-injection") == "enabled"}
+    return {ns for ns, count in backup.injected.items() if count} | onboarded
 
 
 def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], expected_revision: str,
@@ -122,7 +119,7 @@ def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, pods: lis
         current, ref, backup = supplement_if_drifted(inp, tools, ledger, current, backup)
     live = live_objects(runner, ledger.kube, istio_kinds(crds(runner, ledger.kube)))
     return (differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running,
-                        expected_injected(backup, current)), current, backup)
+                        expected_injected(backup, current, inp.decision.from_revision)), current, backup)
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
