@@ -26,6 +26,7 @@ from meshops.cluster.backup_store import Backup, BackupStore, check_bucket
 from meshops.cluster.fleet_reader import FleetReader, MemoryCache
 from meshops.cluster.fleet_state import mesh_state
 from meshops.cluster.process import StepFailed, Tools, run_json
+from meshops.cluster.runs import record_copies
 from meshops.context import StepContext, StepInput
 from meshops.steps import release_channel
 from meshops.steps.preflight import project_number, resolve_membership
@@ -375,8 +376,22 @@ def test_meshops_backup_store_on_gs(emu, runner):
     ref = store.write(backup)
     assert store.read(ref).peer_authentication_modes() == {"istio-system/default": "STRICT"}
     assert emu.object_data("gke-mesh-backups", "stack/dev-cluster-1/rapid-to-regular/run-1/manifest.json") is not None
-    # A replaced manifest is refused.
-    emu.world.buckets["gke-mesh-backups"].objects["stack/dev-cluster-1/rapid-to-regular/run-1/manifest.json"].data += b" "
+    # An overwrite through the API (a new generation) does not matter: the reference pins the
+    # generations written, and gcloud reads `gs://B/O#N` (issue "Trust", item 8).
+    assert dict(ref.generations).keys() == {"backup.json", "manifest.json"}
+    runner(gcloud.storage_write(f"{location}/manifest.json"), input='{"format": 4, "attacker": true}')
+    runner(gcloud.storage_write(f"{location}/backup.json"), input="{}")
+    assert store.read(ref).peer_authentication_modes() == {"istio-system/default": "STRICT"}
+    store.write_record({"record": {"run_id": "run-1"}, "mac": "0" * 64})
+    assert record_copies("gs://gke-mesh-backups/stack/dev-cluster-1", runner) == {
+        "run-1": "gs://gke-mesh-backups/stack/dev-cluster-1/rapid-to-regular/run-1"}, "live and noncurrent versions: one run"
+    assert store.read_record() == {"record": {"run_id": "run-1"}, "mac": "0" * 64}
+    assert BackupStore("gs://gke-mesh-backups/stack/dev-cluster-1/rapid-to-regular/run-2", runner).read_record() is None
+    # Bytes changed under a pinned generation (no API does this: a stand-in for corruption) are refused.
+    pinned = dict(ref.generations)["manifest.json"]
+    bucket = emu.world.buckets["gke-mesh-backups"]
+    (version,) = [o for o in bucket.noncurrent["stack/dev-cluster-1/rapid-to-regular/run-1/manifest.json"] if str(o.generation) == pinned]
+    version.data += b" "
     with pytest.raises(StepFailed, match="not the one this migration recorded"):
         store.read(ref)
 

@@ -42,7 +42,8 @@ from meshops.cluster.inventory import Workload, crds, injection_labels, live_obj
 from meshops.cluster.kube import Kube, cluster_access, items, kubeconfig_document
 from meshops.cluster.objects import digest, identity, istio_kinds, merge_patch, permissive_patch, sanitize
 from meshops.cluster.process import StepFailed
-from meshops.cluster.record import MigrationRecord
+from meshops.cluster.record import Ledger, MigrationRecord
+from meshops.cluster.trust import StackKey
 from meshops.context import StepContext
 from meshops.steps.restore import apply_backup
 from testbed.kube_server import BUILD_SCRIPT, NOBODY_TOKEN, KubeServer
@@ -293,8 +294,19 @@ def live_in(runner, kube: Kube, ns: str, resources: list[str]) -> dict[tuple, di
             if o["metadata"].get("namespace") == ns}
 
 
-RECORD = MigrationRecord(stack="dev", run_id="run-1", cluster=CLUSTER, from_channel="rapid", to_channel="regular",
-                         from_revision="asm-managed-rapid", membership=CLUSTER)
+STACK = "organization/gke-mesh/dev"
+KEY = StackKey(bytes(range(32)), STACK)
+RECORD = MigrationRecord(stack=STACK, run_id="run-1", cluster=CLUSTER, project="my-project-123456", location="asia-northeast1",
+                         from_channel="rapid", to_channel="regular", from_revision="asm-managed-rapid", membership=CLUSTER)
+
+
+def ledger_of(real_or_world, kube: Kube, cluster: str = CLUSTER, key: StackKey = KEY) -> Ledger:
+    runner = real_or_world.run if isinstance(real_or_world, Real) else real_or_world
+    return Ledger(runner, kube, key, _context(cluster))
+
+
+def twin_record() -> MigrationRecord:
+    return dataclasses.replace(RECORD, cluster=TWIN)
 
 
 @pytest.fixture
@@ -352,64 +364,69 @@ def test_fact1_get_ignore_not_found_prints_nothing_when_absent_and_json_when_pre
     argv = real.kube.get_one("configmap", record.NAME, record.NAMESPACE)
     assert real.run(argv) == ""
     assert (real.last.returncode, real.last.stderr) == (0, "")
-    assert record.read(real.run, real.kube) is None
-    assert record.owner(real.run, real.kube) is None
+    ledger = ledger_of(real, real.kube)
+    assert ledger.read() is None and ledger.owner() is None
 
-    created = record.create(real.run, real.kube, RECORD)
+    created = ledger.create(RECORD)
     assert created.resource_version
     document = json.loads(real.run(argv))
     assert document["kind"] == "ConfigMap" and document["metadata"]["resourceVersion"] == created.resource_version
     assert document["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "gke-mesh"}
-    found = record.read(real.run, real.kube)
+    assert set(document["data"]) == {"record", "mac"}
+    found = ledger.read()
     assert found == RECORD and found.resource_version == created.resource_version
 
     world, _, twin = fake_twin(tmp_path)
+    twin_ledger = ledger_of(world, twin, TWIN)
     assert world(twin.get_one("configmap", record.NAME, record.NAMESPACE)) == ""
-    assert record.read(world, twin) is None
-    record.create(world, twin, RECORD)
-    assert record.read(world, twin) == found
+    assert twin_ledger.read() is None
+    twin_ledger.create(twin_record())
+    assert twin_ledger.read() == twin_record()
 
 
 def test_fact2_create_twice_fails_already_exists(real, no_record, tmp_path):
-    record.create(real.run, real.kube, RECORD)
-    other = dataclasses.replace(RECORD, stack="prod", run_id="run-2")
+    ledger = ledger_of(real, real.kube)
+    ledger.create(RECORD)
+    other = dataclasses.replace(RECORD, run_id="run-2")
     with pytest.raises(StepFailed) as failed:
-        record.create(real.run, real.kube, other)
+        ledger.create(other)
     assert str(failed.value) == (f"cluster {CLUSTER}: another migration started at the same time ({record.NAMESPACE}/{record.NAME} "
                                  "appeared); re-run `pulumi up` to see whose it is")
     assert real.last.returncode == 1
     assert real.last.stderr.strip() == ('Error from server (AlreadyExists): error when creating "STDIN": '
                                         f'configmaps "{record.NAME}" already exists')
-    assert record.read(real.run, real.kube) == RECORD  # the first one stays
+    assert ledger.read() == RECORD  # the first one stays
 
-    # The owner lock is the same create: one stack holds it, another is refused, release frees it.
-    record.claim(real.run, real.kube, "dev", CLUSTER)
-    record.claim(real.run, real.kube, "dev", CLUSTER)
-    with pytest.raises(StepFailed, match="is managed by stack dev"):
-        record.claim(real.run, real.kube, "prod", CLUSTER)
-    record.release(real.run, real.kube, "prod")
-    assert record.owner(real.run, real.kube) == "dev"
-    record.release(real.run, real.kube, "dev")
-    assert record.owner(real.run, real.kube) is None
+    # The owner claim: this stack holds it (again and again), another stack is refused, and
+    # only the guard that holds it releases it.
+    ledger.claim("guard-a")
+    ledger.claim("guard-a")
+    prod = Ledger(real.run, real.kube, StackKey(bytes(32), "organization/gke-mesh/prod"), _context(CLUSTER))
+    with pytest.raises(StepFailed, match=f"is claimed by stack {STACK} \\(kube-system/gke-mesh-owner\\)"):
+        prod.claim("guard-p")
+    assert prod.release("guard-p") is False
+    assert ledger.release("guard-b") is False and ledger.owner().guard == "guard-a"
+    assert ledger.release("guard-a") is True and ledger.owner() is None
 
     world, _, twin = fake_twin(tmp_path)
-    record.create(world, twin, RECORD)
+    twin_ledger = ledger_of(world, twin, TWIN)
+    twin_ledger.create(twin_record())
     with pytest.raises(StepFailed) as fake_failed:
-        record.create(world, twin, other)
-    assert str(fake_failed.value) == str(failed.value)
+        twin_ledger.create(dataclasses.replace(twin_record(), run_id="run-2"))
+    assert str(fake_failed.value) == str(failed.value).replace(CLUSTER, TWIN)
 
 
 def test_fact3_advance_from_a_stale_copy_fails_conflict(real, no_record, tmp_path):
-    record.create(real.run, real.kube, RECORD)
+    ledger = ledger_of(real, real.kube)
+    ledger.create(RECORD)
     stale_document = real.run(real.kube.get_one("configmap", record.NAME, record.NAMESPACE))
-    first = record.read(real.run, real.kube)
-    second = record.read(real.run, real.kube)
+    first, second = ledger.read(), ledger.read()
     assert first.resource_version == second.resource_version
 
-    advanced = record.advance(real.run, real.kube, first, "backed-up")
+    advanced = ledger.advance(first, "backed-up")
     assert advanced.resource_version and advanced.resource_version != first.resource_version
     with pytest.raises(StepFailed) as failed:
-        record.advance(real.run, real.kube, second, "relaxed")
+        ledger.advance(second, "relaxed")
     assert str(failed.value) == (f"cluster {CLUSTER}: the migration record changed under this step (another run?); "
                                  "re-run `pulumi up`")
     assert real.last.returncode == 1
@@ -419,21 +436,133 @@ def test_fact3_advance_from_a_stale_copy_fails_conflict(real, no_record, tmp_pat
     done = real.raw(real.kube.replace(), input=stale_document)
     assert done.returncode == 1 and "(Conflict)" in done.stderr
 
-    assert record.owned(real.run, real.kube, "dev", "run-1", CLUSTER).phase == "backed-up"
-    with pytest.raises(StepFailed, match="the migration record belongs to stack dev"):
-        record.owned(real.run, real.kube, "dev", "run-2", CLUSTER)
-    assert record.advance(real.run, real.kube, advanced, "planned") is advanced  # never back, nothing written
-    record.clear(real.run, real.kube)
-    assert record.read(real.run, real.kube) is None
-    record.clear(real.run, real.kube)  # --ignore-not-found: clearing twice is fine
+    assert ledger.read().phase == "backed-up"
+    assert ledger.advance(advanced, "planned") is advanced  # never back, nothing written
+    ledger.clear()
+    assert ledger.read() is None
+    ledger.clear()  # --ignore-not-found: clearing twice is fine
 
     world, _, twin = fake_twin(tmp_path)
-    record.create(world, twin, RECORD)
-    a, b = record.read(world, twin), record.read(world, twin)
-    record.advance(world, twin, a, "backed-up")
+    twin_ledger = ledger_of(world, twin, TWIN)
+    twin_ledger.create(twin_record())
+    a, b = twin_ledger.read(), twin_ledger.read()
+    twin_ledger.advance(a, "backed-up")
     with pytest.raises(StepFailed) as fake_failed:
-        record.advance(world, twin, b, "relaxed")
-    assert str(fake_failed.value) == str(failed.value)
+        twin_ledger.advance(b, "relaxed")
+    assert str(fake_failed.value) == str(failed.value).replace(CLUSTER, TWIN)
+
+
+# --------------------------------------------------------------------------- trust, on the real server
+def test_trust_a_record_written_by_anyone_else_is_refused(real, no_record):
+    """Issue "Trust", item 1: a ConfigMap forged with kubectl (what anyone who can write
+    kube-system can do), a genuine record edited in place, and a genuine record of another
+    stack: each refused in one line."""
+    ledger = ledger_of(real, real.kube)
+    forged = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": record.NAME, "namespace": record.NAMESPACE},
+              "data": {"record": RECORD.to_json()}}
+    real.run(real.kube.create(), input=json.dumps(forged))
+    with pytest.raises(StepFailed, match="is not signed by this stack") as refused:
+        ledger.read()
+    assert "\n" not in str(refused.value)
+    real.run(real.kube.delete("configmap", [record.NAME], record.NAMESPACE))
+
+    ledger.create(RECORD)
+    tampered = json.loads(real.run(real.kube.get_one("configmap", record.NAME, record.NAMESPACE)))
+    content = json.loads(tampered["data"]["record"])
+    content["backup"] = {"location": "gs://attacker/x", "manifest_sha256": "0" * 64}
+    real.run(real.kube.merge_patch("configmap", record.NAME, record.NAMESPACE, {"data": {"record": json.dumps(content)}}))
+    with pytest.raises(StepFailed, match="is not signed by this stack"):
+        ledger.read()
+    other = Ledger(real.run, real.kube, StackKey(bytes(32), STACK), _context(CLUSTER))  # same name, another state
+    real.run(real.kube.delete("configmap", [record.NAME], record.NAMESPACE))
+    other.create(RECORD)
+    with pytest.raises(StepFailed, match="is not signed by this stack"):
+        ledger.read()
+
+
+def test_trust_a_deleted_record_is_recreated_from_its_signed_copy(real, no_record, tmp_path, monkeypatch):
+    """Item 5: deleted with kubectl mid-run; a step holding the backup's reference finds the
+    signed copy beside it and re-creates the record (recovered: no deletion counts as intent)."""
+    from meshops.cluster.backup_store import BackupStore
+    from meshops.cluster.record import BackupRef, signed_document
+    from meshops.context import Decision, Options, StepInput
+    from meshops.steps.common import this_run
+
+    monkeypatch.chdir(tmp_path)
+    location = f"backups/{STACK}/{CLUSTER}/rapid-to-regular/run-1"
+    ref = BackupRef(location, "a" * 64)
+    ledger = ledger_of(real, real.kube)
+    written = ledger.advance(ledger.create(RECORD), "uninjected", backup=ref)
+    BackupStore(location, real.run).write_record(signed_document(KEY, _context(CLUSTER), written))
+    real.run(real.kube.delete("configmap", [record.NAME], record.NAMESPACE))
+    decision = Decision(action="migrate", reason="", from_channel="rapid", to_channel="regular", from_revision="asm-managed-rapid",
+                        to_revision="asm-managed", membership=CLUSTER, implementation="ISTIOD", run_id="run-1", stack=STACK)
+    inp = StepInput(_context(CLUSTER), Options(stack=STACK), decision, {"backup": ref.to_dict()}, key=KEY)
+    recovered = this_run(ledger, inp, ref)
+    assert recovered.recovered is True and recovered.phase == "uninjected" and recovered.backup == ref
+    assert ledger.read() == recovered
+
+
+def test_trust_a_flag_like_label_key_would_send_the_token_and_never_reaches_kubectl(real, tmp_path):
+    """Item 3, the issue's token leak: a backed-up label key `--server=...` passed as its own
+    argv element makes kubectl send the deploy identity's token to that server. The loopback
+    listener below receives it from the raw argv (what the program used to run) and nothing
+    from the project's builder, which refuses the key in one line."""
+    import http.server
+    import ssl
+    import threading
+
+    seen: list[str] = []
+
+    class Listener(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(500)
+            self.end_headers()
+
+        do_PATCH = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: no certificate for the loopback listener")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-days", "1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")], check=True, capture_output=True)
+    server = http.server.HTTPServer(("127.0.0.1", 0), Listener)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        hostile = f"--server=https://127.0.0.1:{server.server_port}"
+        raw = [*real.kube.label_namespace("default", {}, ["istio.io/rev"])[:4], "default", "istio-injection=enabled", hostile,
+               "--insecure-skip-tls-verify=true", "--overwrite"]
+        done = real.raw(raw)
+        assert done.returncode != 0 and seen and seen[0].startswith("Bearer "), "the raw argv leaks the token"
+        seen.clear()
+        with pytest.raises(StepFailed, match="refusing to use label key") as refused:
+            real.run(real.kube.label_namespace("default", {}, [hostile]))
+        assert "\n" not in str(refused.value)
+        with pytest.raises(StepFailed, match="refusing to use label key"):
+            real.run(real.kube.label_namespace("default", {hostile.lstrip("-"): "x"}, []))
+        assert seen == [], "nothing reached the listener"
+    finally:
+        server.shutdown()
+
+
+def test_trust_restore_applies_nothing_from_a_backup_holding_a_cluster_role_binding(real):
+    """Item 2 on the real server: the binding to cluster-admin a crafted backup held was
+    applied with the deployer's rights; now the whole restore is refused before any apply."""
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "attacker-admin"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+               "subjects": [{"kind": "User", "name": "attacker"}]}
+    backup = Backup(CLUSTER, "rapid", "regular", "run-1", objects={"clusterrolebindings.rbac.authorization.k8s.io": [binding]})
+    with pytest.raises(StepFailed, match="which a mesh backup never holds"):
+        apply_backup(real.run, real.kube, backup, LOCATION, CLUSTER, "asm-managed-rapid", "asm-managed")
+    assert real.run(real.kube.get_one("clusterrolebinding", "attacker-admin", "default")) == ""
 
 
 def test_fact4_server_side_apply_keeps_each_objects_digest(real, tmp_path):

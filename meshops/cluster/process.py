@@ -115,9 +115,19 @@ def run(argv: Sequence[str], input: str | None = None, timeout: int = DEFAULT_TI
     except subprocess.TimeoutExpired:
         raise StepFailed(f"`{shown(argv)}` did not finish within {timeout}s; check network access to Google Cloud and the cluster") from None
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1].strip()
+        last = last_error_line(done.stderr)
         raise StepFailed(f"`{shown(argv)}` failed (exit {done.returncode}): {last[:300]}{cause_of(done.stderr)}")
     return done.stdout
+
+
+def last_error_line(stderr: str) -> str:
+    """A CLI's error, in one line: its last line, with the line before when the last is only
+    what it names (gcloud storage: "The following URLs matched no objects or files:" then the
+    URL, name_expansion.py)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()] or ["(no error output)"]
+    if len(lines) > 1 and " " not in lines[-1]:
+        return f"{lines[-2]} {lines[-1]}"
+    return lines[-1]
 
 
 def run_json(runner: Runner, argv: Sequence[str], input: str | None = None) -> Any:

@@ -73,6 +73,23 @@ class Bucket:
     versioning: bool
     created: str
     objects: dict[str, StoredObject] = field(default_factory=dict)
+    """name -> the live version."""
+    noncurrent: dict[str, list[StoredObject]] = field(default_factory=dict)
+    """name -> versions replaced by a later write, kept while versioning is on (Cloud Storage
+    docs, "Object versioning": a noncurrent version stays readable by its generation)."""
+
+    def store(self, name: str, obj: StoredObject) -> None:
+        replaced = self.objects.get(name)
+        if replaced is not None and self.versioning:
+            self.noncurrent.setdefault(name, []).append(replaced)
+        self.objects[name] = obj
+
+    def version(self, name: str, generation: str | None) -> StoredObject | None:
+        """The live version, or the version with `generation` (live or noncurrent)."""
+        live = self.objects.get(name)
+        if not generation:
+            return live
+        return next((o for o in [*([live] if live else []), *self.noncurrent.get(name, [])] if str(o.generation) == generation), None)
 
 
 @dataclass

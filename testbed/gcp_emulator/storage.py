@@ -6,7 +6,9 @@ storage endpoint override is http://127.0.0.1:PORT/storage/v1/: gcloud storage a
 Shapes: gcloud generated client storage_v1_messages.py: Bucket {name, iamConfiguration:
 {uniformBucketLevelAccess: {enabled}, publicAccessPrevention}, versioning: {enabled}},
 Object {name, bucket, generation, size, md5Hash, crc32c, contentType}, Objects {items,
-prefixes}. Resumable-upload protocol: Google Cloud Storage docs, "Resumable uploads"
+prefixes}. Versioning: a write keeps the replaced version as noncurrent (Bucket.store);
+objects.get takes `generation` (gcloud's `gs://B/O#N`), objects.list takes `versions=true`
+(`gcloud storage objects list` asks for live and noncurrent versions). Resumable-upload protocol: Google Cloud Storage docs, "Resumable uploads"
 (308 with a Range header until the last chunk; Content-Range `bytes a-b/*` or `bytes */N`).
 Hashes are computed for real: gcloud storage checks downloads and uploads against them
 (crc32c: Castagnoli, RFC 3720 appendix B.4; md5), base64 of the big-endian digest.
@@ -72,7 +74,7 @@ def _bucket(world: World, name: str) -> Bucket:
 
 def _store(world: World, b: Bucket, req: Request, name: str, data: bytes, content_type: str) -> dict:
     obj = StoredObject(bytes(data), world.next_id(), content_type or "application/octet-stream", rfc3339())
-    b.objects[name] = obj
+    b.store(name, obj)
     return object_json(b, name, obj, req.headers.get("host", "127.0.0.1"))
 
 
@@ -84,7 +86,7 @@ def register(router: Router, world: World) -> None:
     def get_object(req: Request, bucket: str, name: str):
         with world.lock:
             b = _bucket(world, bucket)
-            o = b.objects.get(name)
+            o = b.version(name, req.query.get("generation"))
             if o is None:
                 raise not_found(f"No such object: {bucket}/{name}")
             described = object_json(b, name, o, req.headers.get("host", "127.0.0.1"))
@@ -107,7 +109,11 @@ def register(router: Router, world: World) -> None:
         with world.lock:
             b = _bucket(world, bucket)
             items, prefixes = [], set()
-            for name, o in sorted(b.objects.items()):
+            versions = str(req.query.get("versions", "")).lower() == "true"
+            listed = [(name, o) for name, o in sorted(b.objects.items())]
+            if versions:
+                listed += [(name, o) for name, old in sorted(b.noncurrent.items()) for o in old]
+            for name, o in sorted(listed, key=lambda item: (item[0], item[1].generation)):
                 if not name.startswith(prefix):
                     continue
                 rest = name[len(prefix):]
