@@ -241,3 +241,21 @@ def test_cluster_data_steps_keep_object_names_out_of_failure_and_progress_lines(
     if private:
         assert "`kubectl rollout restart deployment/<name> --namespace=<namespace>` failed (exit 1)" in err
         assert 'deployments.apps "<name>" not found' in err and "kubectl label namespace <name>" in err
+
+
+def test_the_pull_request_preview_needs_no_kubernetes_write_right():
+    """Issue "Trust", item 14: previewing a NamespacePatch is a server-side dry-run patch
+    (needs `patch` RBAC); the PR preview excludes those resources, and the README's Workload
+    Identity condition admits the preview identity only for preview.yml on a pull request
+    into main."""
+    (step,) = pulumi_steps(PREVIEW["jobs"]["preview"])
+    assert step["with"]["command"] == "preview" and step["with"]["exclude"] == "**$kubernetes:core/v1:NamespacePatch::**"
+    urn = ("urn:pulumi:dev::gke-mesh::gke-mesh:platform:MeshPlatform$gke-mesh:platform:ClusterMesh$"
+           "gke-mesh:injection:MeshNamespaces$kubernetes:core/v1:NamespacePatch::dev-cluster-1-katayan-injection")
+    glob = re.escape(step["with"]["exclude"]).replace(r"\*\*", ".*")  # the engine's `**` (deployment.go, getMatcher)
+    assert re.fullmatch(glob, urn)
+    readme = (ROOT / "README.md").read_text()
+    condition = readme.split("attribute condition:", 1)[1].split("```", 2)[1]
+    assert 'assertion.environment == "preview" && assertion.event_name == "pull_request"' in condition
+    assert 'assertion.job_workflow_ref.startsWith("ORG/REPO/.github/workflows/preview.yml@refs/pull/")' in condition
+    assert "and needs no Kubernetes write right" in readme and "identity `get` and `patch` on `namespaces`" not in readme
