@@ -178,6 +178,15 @@ def guard_id_of(guard_json: str | None) -> str:
     return value if isinstance(value, str) and _SAFE_VALUE.fullmatch(value) else ""
 
 
+def legacy_guard_of(guard_json: str | None) -> bool:
+    """Whether the guard's stdout is an earlier gke-mesh's that claimed the cluster ({"guarded": true}, no id)."""
+    try:
+        result = json.loads(guard_json or "")
+    except (ValueError, TypeError):
+        return False
+    return isinstance(result, dict) and result.get("guarded") is True and "guard_id" not in result
+
+
 def attempt_of(decision_json: str | None) -> str:
     """The attempt in preflight's stdout ("" when it is not a decision)."""
     try:
@@ -214,6 +223,9 @@ class StepInput:
     """The stack's key (meshops.cluster.trust), for every step that reads or writes the record."""
     guard_id: str = ""
     """The guard resource's id (preflight claims the cluster for it; the guard's delete releases its own claim only)."""
+    legacy_guard: bool = False
+    """The guard was created by a gke-mesh before signed claims and claimed the cluster then
+    (its stored result says so): only such a stack may take an unsigned claim of its bare name as its own."""
 
     @property
     def stack_key(self) -> StackKey:
@@ -247,10 +259,11 @@ class StepInput:
                 key = StackKey.from_environment(env, stack)
             except MissingKey as error:
                 raise ContextError(str(error)) from None
-        guard_id = ""
+        guard_id, legacy_guard = "", False
         if GUARD_KEY in env:
-            guard_id = guard_id_of(env[GUARD_KEY])
-        return cls(StepContext.from_environment(env, needs_channel), options, decision, backup_from, markers, key, guard_id)
+            guard_id, legacy_guard = guard_id_of(env[GUARD_KEY]), legacy_guard_of(env[GUARD_KEY])
+        return cls(StepContext.from_environment(env, needs_channel), options, decision, backup_from, markers, key, guard_id,
+                   legacy_guard)
 
     def backup_folder(self) -> str:
         """This stack's backups of this cluster: <backupUri>/<org>/<project>/<stack>/<cluster>."""

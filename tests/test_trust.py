@@ -137,7 +137,7 @@ def test_an_old_genuine_record_put_back_is_refused_not_resumed(tmp_path):
     since = len(world.calls)
     chain.ctx = context(channel="stable")
     error = attempt(chain)
-    assert "says was verified and finished: an old record was put back" in error and one_line(error)
+    assert "is an older version put back in kube-system" in error and one_line(error)
     assert writes(world, since) == []
 
 

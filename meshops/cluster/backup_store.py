@@ -32,7 +32,7 @@ from typing import Any
 from meshops.cluster import gcloud
 from meshops.cluster.objects import canonical, digest, retargeted, sanitize
 from meshops.cluster.process import Runner, StepFailed, run_json
-from meshops.cluster.record import BackupRef
+from meshops.cluster.record import FINISHED, BackupRef
 
 MANIFEST = "manifest.json"
 CONTENT = "backup.json"
@@ -267,11 +267,19 @@ class BackupStore:
         """The signed record (meshops.cluster.record.signed_document) beside the backup."""
         self._put(RECORD, canonical(document), pin=False)
 
+    def write_finished(self, document: dict) -> None:
+        """The run's signed terminal marker (meshops.cluster.record.finished_document)."""
+        self._put(FINISHED, canonical(document), pin=False)
+
     def read_record(self) -> Any:
         """The record copy beside the backup as written (unchecked: the caller verifies its
         signature), or None when there is none."""
+        return self.read_json(RECORD)
+
+    def read_json(self, name: str, generation: str | None = None) -> Any:
+        """A JSON file of this folder (at `generation`), None when there is none, {} when not JSON."""
         try:
-            return json.loads(self._get(RECORD))
+            return json.loads(self._get(name, generation))
         except StepFailed as error:
             if "matched no objects" in str(error) or "is missing" in str(error) or "No such object" in str(error):
                 return None

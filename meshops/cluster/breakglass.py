@@ -32,10 +32,10 @@ from meshops.cluster.kube import cluster_access
 from meshops.cluster.objects import DESTINATION_RULE, PEER_AUTHENTICATION, istio_kinds, without_mutual_tls
 from meshops.cluster.process import Runner, StepFailed, run_json
 from meshops.cluster.record import BackupRef, Ledger, MigrationRecord
-from meshops.cluster.runs import newest, record_copies
+from meshops.cluster.runs import runs_in
 from meshops.cluster.trust import MissingKey, StackKey
 from meshops.context import StepContext, revision_of
-from meshops.steps.common import signed_copy
+from meshops.steps.common import finished, signed_copy
 from meshops.steps.release_channel import current_channel
 from meshops.steps.restore import apply_backup
 
@@ -146,10 +146,13 @@ def record_in_flight(target: Target, runner: Runner, kube) -> tuple[MigrationRec
     found = ledger.read()
     if found is not None:
         return found, "kube-system", None
-    latest = newest(record_copies(target.owner.folder(target.backup_uri), runner)) if target.backup_uri else None
-    copy = signed_copy(ledger, latest[1]) if latest else None
+    runs = runs_in(target.owner.folder(target.backup_uri), runner) if target.backup_uri else {}
+    latest = runs[max(runs)] if runs else None
+    if latest is None or finished(ledger, latest) is not None:
+        return None, "", None
+    copy = signed_copy(ledger, latest.folder)
     if copy is not None and copy.phase != "verified":
-        return copy, f"{latest[1]}/record.json (the in-cluster record is gone)", None
+        return copy, f"{latest.folder}/record.json (the in-cluster record is gone)", None
     return None, "", None
 
 

@@ -19,19 +19,20 @@ from meshops.context import StepInput
 
 
 def unrelaxed(live: dict, backed_up: dict) -> dict:
-    """`live` with relax-security's own change undone: every mTLS mode the backup has STRICT
-    and the cluster has PERMISSIVE is STRICT again. The relaxation is ours; whatever else a
-    teammate changed while it was in place (a label, a selector) is theirs and is kept.
-    A mode a teammate set to PERMISSIVE on purpose during the migration comes back STRICT:
-    the safer reading, since the two cannot be told apart."""
+    """`live` with relax-security's change undone: every mTLS mode the backup has STRICT is
+    STRICT again, whatever weaker mode the cluster has now (PERMISSIVE, which relax-security
+    set, or DISABLE or no mode, which a teammate may have set on top of it). Whatever else a
+    teammate changed meanwhile (a label, a selector) is theirs and is kept. A mode weakened on
+    purpose during the migration comes back STRICT: the safer reading, since the two cannot be
+    told apart, and a weaker mode than the backup's must never end `verified`."""
     result = json.loads(json.dumps(live))
-    spec, original = result.get("spec") or {}, backed_up.get("spec") or {}
-    if (original.get("mtls") or {}).get("mode") == "STRICT" and (spec.get("mtls") or {}).get("mode") == "PERMISSIVE":
-        spec["mtls"]["mode"] = "STRICT"
+    spec, original = result.setdefault("spec", {}), backed_up.get("spec") or {}
+    if (original.get("mtls") or {}).get("mode") == "STRICT" and (spec.get("mtls") or {}).get("mode") != "STRICT":
+        spec["mtls"] = {**(spec.get("mtls") or {}), "mode": "STRICT"}
     for port, value in (original.get("portLevelMtls") or {}).items():
-        live_port = (spec.get("portLevelMtls") or {}).get(port)
-        if (value or {}).get("mode") == "STRICT" and (live_port or {}).get("mode") == "PERMISSIVE":
-            live_port["mode"] = "STRICT"
+        ports = spec.setdefault("portLevelMtls", {})
+        if (value or {}).get("mode") == "STRICT" and (ports.get(port) or {}).get("mode") != "STRICT":
+            ports[port] = {**(ports.get(port) or {}), "mode": "STRICT"}
     return result
 
 

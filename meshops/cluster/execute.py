@@ -27,7 +27,7 @@ def execute(words: list[str], env: Mapping[str, str], tools: Tools) -> str:
         return new_key_result()
     module = guard if name in ("guard", "guard-delete") else STEPS[name]
     action = guard.release if name == "guard-delete" else module.run
-    if name == "guard-delete":  # the guard's own id is in its stored stdout
+    if name == "guard-delete":  # the guard's own id (and whether it is an earlier version's) is in its stored stdout
         env = {**env, GUARD_KEY: env.get(PREVIOUS_STDOUT, "")}
         if KEY_ENV not in env:
             raise ContextError("this guard was stored by a gke-mesh version before stack keys, so it cannot check who wrote the "

@@ -10,6 +10,7 @@ from meshops.cluster.backup_store import Backup, sanitized
 from meshops.cluster.kube import Kube, in_batches, items
 from meshops.cluster.objects import MESH_GROUP, Kind, is_istio_group, istio_kinds
 from meshops.cluster.process import Runner, StepFailed
+from meshops.cluster.restorable import MESH_CONFIG_NAME
 from meshops.context import StepContext
 
 INJECTION_LABELS = ("istio-injection", "istio.io/rev")
@@ -66,11 +67,12 @@ def revision_tags(runner: Runner, kube: Kube) -> dict[str, str]:
     return tags_of(items(runner, kube.get("mutatingwebhookconfigurations")))
 
 
-def mesh_configmaps(runner: Runner, kube: Kube, revisions: set[str]) -> list[dict]:
-    """The `istio-<revision>` config maps in istio-system (user mesh config)."""
-    wanted = {f"istio-{r}" for r in revisions}
+def mesh_configmaps(runner: Runner, kube: Kube) -> list[dict]:
+    """The managed revisions' `istio-<revision>` config maps in istio-system (user mesh config):
+    exactly the names restore carries over (meshops.cluster.restorable.MESH_CONFIG_NAME);
+    any other config map there is archived, never restored."""
     maps = [m for m in items(runner, kube.get("configmaps", namespace="istio-system"))
-            if (m.get("metadata") or {}).get("name") in wanted or str((m.get("metadata") or {}).get("name", "")).startswith("istio-asm-managed")]
+            if MESH_CONFIG_NAME.fullmatch(str((m.get("metadata") or {}).get("name", "")))]
     return sanitized(maps)
 
 
@@ -81,7 +83,7 @@ def collect(runner: Runner, kube: Kube, ctx: StepContext, from_channel: str, to_
     backup.objects = live_objects(runner, kube, kinds)
     backup.namespaces = injection_labels(runner, kube)
     backup.injected = dict(sorted(Counter(p["metadata"].get("namespace", "") for p in injected_pods(runner, kube)).items()))
-    backup.configmaps = mesh_configmaps(runner, kube, {from_revision})
+    backup.configmaps = mesh_configmaps(runner, kube)
     backup.revision_tags = revision_tags(runner, kube)
     contents = mesh_namespace_contents(runner, kube)
     if contents.workloads:
@@ -167,6 +169,10 @@ def restart(runner: Runner, kube: Kube, workloads: set[Workload]) -> list[str]:
 WORKLOAD_KINDS = {("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet"), ("apps", "ReplicaSet"),
                   ("batch", "Job"), ("batch", "CronJob"), ("", "Pod"), ("", "ReplicationController")}
 """Kinds that run code: deleting istio-system/asm-system would stop them and no backup holds them."""
+CONTROLLED_BY = {"Pod": {"ReplicaSet", "StatefulSet", "DaemonSet", "Job", "ReplicationController"},
+                 "ReplicaSet": {"Deployment"}, "Job": {"CronJob"}}
+"""A workload that is another workload's doing: its controller is what is checked. Anything
+else with an owner (a Deployment owned by a ConfigMap, say) counts as a workload itself."""
 DERIVED_KINDS = {("", "Event"), ("events.k8s.io", "Event"), ("", "Endpoints"), ("discovery.k8s.io", "EndpointSlice"),
                  ("coordination.k8s.io", "Lease"), ("apps", "ControllerRevision")}
 """Kinds the cluster writes about other objects; re-made by their controllers, not kept."""
@@ -203,7 +209,8 @@ def mesh_namespace_contents(runner: Runner, kube: Kube) -> NamespaceContents:
             if is_istio_group(group) or group == MESH_GROUP or (group, kind) in DERIVED_KINDS or (group, kind, name) in _AUTOMATIC:
                 continue
             if (group, kind) in WORKLOAD_KINDS:
-                owned = bool(meta.get("ownerReferences"))
+                owned = any(isinstance(o, dict) and o.get("controller") is not False and o.get("kind") in CONTROLLED_BY.get(kind, ())
+                            for o in meta.get("ownerReferences") or [])
                 if not owned and (namespace, name) not in EXPECTED_WORKLOADS:
                     workloads.append(f"{namespace}/{kind.lower()}/{name}")
                 continue

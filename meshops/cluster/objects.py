@@ -31,7 +31,8 @@ def archive_only(resource: str) -> bool:
     group = resource.split(".", 1)[1] if "." in resource else ""
     return is_istio_group(group) and group not in SERVED_ISTIO_GROUPS
 _SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
-                    "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers")
+                    "deletionTimestamp", "deletionGracePeriodSeconds", "ownerReferences", "finalizers", "generateName")
+"""Set by the API server, or meaningful only when creating (generateName: the object has its name)."""
 _SERVER_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
 
 

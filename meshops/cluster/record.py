@@ -109,6 +109,10 @@ class MigrationRecord:
     """Re-created from the signed copy beside the backup after the in-cluster record
     disappeared: its phase may under-state, so no deletion since the backup counts as a
     teammate's intent (meshops.cluster.drift)."""
+    sequence: int = 0
+    """How many times the record was written: each write counts one up. Signed with the rest,
+    so an older genuine version put back (by someone who kept a copy) is told apart from the
+    current one by its copy beside the backup, written at every change of course."""
     resource_version: str = field(default="", compare=False)
 
     @property
@@ -236,8 +240,9 @@ class Ledger:
 
     def create(self, record: MigrationRecord) -> MigrationRecord:
         """Start (or re-create) a migration's record; fails if any record exists."""
+        record = replace(record, resource_version="", sequence=record.sequence + 1)
         try:
-            created = run_json(self.runner, self.kube.create(), input=json.dumps(self._configmap(replace(record, resource_version=""))))
+            created = run_json(self.runner, self.kube.create(), input=json.dumps(self._configmap(record)))
         except StepFailed as error:
             if "AlreadyExists" in str(error) or "already exists" in str(error):
                 raise StepFailed(f"cluster {record.cluster}: another migration started at the same time "
@@ -252,6 +257,7 @@ class Ledger:
         updated = replace(record, phase=phase, **changes)
         if updated == record:
             return record
+        updated = replace(updated, sequence=record.sequence + 1)
         try:
             written = run_json(self.runner, self.kube.replace(), input=json.dumps(self._configmap(updated)))
         except StepFailed as error:
@@ -280,17 +286,19 @@ class Ledger:
         return Claim(stack=stack, guard=guard, legacy=mac is None and "guard" not in data,
                      signed_by_us=self.key.verifies("claim", self._claim_subject(stack, guard), mac))
 
-    def is_ours(self, claim: Claim) -> bool:
-        """Signed by this stack, or an unsigned claim of an earlier gke-mesh naming this stack's
-        bare name (kept readable so an upgraded program does not lock its own stack out)."""
+    def is_ours(self, claim: Claim, legacy_guard: bool = False) -> bool:
+        """Signed by this stack; or an unsigned claim of an earlier gke-mesh naming this stack's
+        bare name while this stack's own guard was created by that version and claimed the
+        cluster then (`legacy_guard`, from the guard's stored result): a bare name alone could
+        be another project's stack of the same name."""
         bare = self.key.stack.rsplit("/", 1)[-1]
-        return (claim.signed_by_us and claim.stack == self.key.stack) or (claim.legacy and claim.stack == bare)
+        return (claim.signed_by_us and claim.stack == self.key.stack) or (claim.legacy and claim.stack == bare and legacy_guard)
 
-    def claim(self, guard: str) -> None:
+    def claim(self, guard: str, legacy_guard: bool = False) -> None:
         """Make this stack (and its guard resource `guard`) the owner, or refuse when another
         stack holds the cluster. Only preflight claims, after every check passed."""
         held = self.owner()
-        if held is not None and not self.is_ours(held):
+        if held is not None and not self.is_ours(held, legacy_guard):
             raise StepFailed(owned_elsewhere(self.ctx.cluster, held, self.key.stack))
         if held is not None and held.signed_by_us and held.guard == guard:
             return
@@ -305,11 +313,11 @@ class Ledger:
             raise StepFailed(f"cluster {self.ctx.cluster}: another stack claimed it at the same time ({NAMESPACE}/{OWNER} "
                              "appeared); re-run `pulumi up` to see which") from None
 
-    def release(self, guard: str) -> bool:
+    def release(self, guard: str, legacy_guard: bool = False) -> bool:
         """Drop this stack's claim, if it is this guard's (a renamed guard's new resource
         claimed it since: the old one's delete must leave it)."""
         held = self.owner()
-        if held is None or not self.is_ours(held) or (held.signed_by_us and held.guard not in ("", guard)):
+        if held is None or not self.is_ours(held, legacy_guard) or (held.signed_by_us and held.guard not in ("", guard)):
             return False
         self.runner(self.kube.delete("configmap", [OWNER], NAMESPACE))
         return True
@@ -322,3 +330,23 @@ def owned_elsewhere(cluster: str, held: Claim, stack: str) -> str:
     return (f"cluster {cluster} is claimed by {who}{how} ({NAMESPACE}/{OWNER}); one cluster belongs to one stack: remove it "
             f"from that stack first (its guard releases it), or from stack {stack}. If this stack held it before, someone "
             "deleted its claim and another stack took the cluster: decide which stack owns it before going on")
+
+
+FINISHED = "finished.json"
+"""A run's terminal marker beside its backup: written once, signed, when verify proved the
+run (`verified`) or a run that changed nothing was dropped (`dropped`). A run with one is
+never resumed, whatever its record copy says (an older version of the copy put back as the
+live object cannot revive it)."""
+
+
+def finished_document(key: StackKey, ctx: StepContext, run_id: str, outcome: str) -> dict[str, Any]:
+    subject = {**_cluster_identity(ctx), "run_id": run_id, "outcome": outcome}
+    return {**subject, "mac": key.sign("finished", subject)}
+
+
+def finished_outcome(key: StackKey, ctx: StepContext, document: Any, run_id: str) -> str | None:
+    """The outcome a finished marker signed by this stack for this cluster and run states, else None."""
+    if not isinstance(document, dict) or document.get("run_id") != run_id:
+        return None
+    subject = {**_cluster_identity(ctx), "run_id": run_id, "outcome": str(document.get("outcome", ""))}
+    return subject["outcome"] if key.verifies("finished", subject, document.get("mac")) else None

@@ -10,7 +10,8 @@ trusting how it was made. It applies only
 - namespaces they live in, created by name only.
 Anything else (a ClusterRoleBinding, a Secret, an object of another kind under an Istio
 resource's key, an ownerReference or a finalizer) refuses the whole restore in one line
-before anything is applied.
+before anything is applied. The backup step runs the same checks on what it collected,
+before anything changes: what restore would refuse must never be found only after the purge.
 """
 
 from __future__ import annotations
@@ -30,9 +31,17 @@ MESH_CONFIG_NAME = re.compile(r"istio-asm-managed(-rapid|-stable)?")
 """The managed revisions' mesh config maps (`istio-<revision>`), the only config maps restore applies."""
 
 
-def _problem(what: str, where: str) -> StepFailed:
-    return StepFailed(f"backup at {where} holds {what}, which a mesh backup never holds; refusing to apply any of it "
-                      "(someone may have written to the bucket: check the backup before using it)")
+class NotRestorable(StepFailed):
+    """What restore refuses to apply (`what`), found in the backup at `where`."""
+
+    def __init__(self, what: str, where: str):
+        super().__init__(f"backup at {where} holds {what}, which a mesh backup never holds; refusing to apply any of it "
+                         "(someone may have written to the bucket: check the backup before using it)")
+        self.what = what
+
+
+def _problem(what: str, where: str) -> NotRestorable:
+    return NotRestorable(what, where)
 
 
 def _check_metadata(obj: dict, namespaced: bool, where: str) -> None:

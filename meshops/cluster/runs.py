@@ -1,53 +1,58 @@
-"""Finding a stack's runs of one cluster by the record copies beside their backups.
+"""Finding a stack's runs of one cluster by what lies beside their backups.
 
 Each run's folder, `<backupUri>/<org>/<project>/<stack>/<cluster>/<from>-to-<to>/<run-id>`,
-holds a signed `record.json` once its backup is written. When the in-cluster record is
-gone, these copies are what is left: the newest run's copy says whether a migration of
-this stack is still unfinished. Run ids start with their UTC start time, so they sort in
-the order the runs started. Listing is `gcloud storage objects list` (live and noncurrent
-versions: surface/storage/objects/list.py, ObjectState.LIVE_AND_NONCURRENT; names are
-deduplicated), or the local folder.
+holds a signed `record.json` once its backup is written (rewritten at every change of
+course) and, once the run is over, a signed `finished.json`. When the in-cluster record is
+gone, these are what is left: they say whether a migration of this stack is unfinished.
+Run ids start with their UTC start time, so they sort in the order the runs started.
+Listing is `gcloud storage objects list` (live and noncurrent versions:
+surface/storage/objects/list.py, ObjectState.LIVE_AND_NONCURRENT), so a file deleted from a
+versioned bucket is still found, at its newest generation; or the local folder.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from meshops.cluster import gcloud
-from meshops.cluster.backup_store import RECORD
 from meshops.cluster.process import Runner, StepFailed, run_json
 
 
-def record_copies(folder: str, runner: Runner) -> dict[str, str]:
-    """Run id -> run folder, for every run under `folder` with a record copy."""
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    folder: str
+    files: dict[str, str | None] = field(default_factory=dict)
+    """File name in the run's folder -> its newest generation (None for a local folder)."""
+
+
+def runs_in(folder: str, runner: Runner) -> dict[str, Run]:
+    """Run id -> the run, for every run folder under `folder` (one level of <from>-to-<to>)."""
     folder = folder.rstrip("/")
+    found: dict[str, dict[str, str | None]] = {}
     if folder.startswith("gs://"):
         listed = run_json(runner, gcloud.list_objects(f"{folder}/**")) or []
         if not isinstance(listed, list):
             raise StepFailed(f"gcloud storage objects list {folder}/** returned no list")
-        locations = {f"gs://{item['bucket']}/{item['name']}" for item in listed
-                     if isinstance(item, dict) and isinstance(item.get("bucket"), str) and isinstance(item.get("name"), str)}
+        for item in listed:
+            if not isinstance(item, dict) or not isinstance(item.get("bucket"), str) or not isinstance(item.get("name"), str):
+                continue
+            _add(found, folder, f"gs://{item['bucket']}/{item['name']}", str(item.get("generation", "")) or None)
     else:
-        locations = {str(path) for path in Path(folder).glob(f"*/*/{RECORD}")}
-    return {run_folder.rsplit("/", 1)[-1]: run_folder for run_folder in _run_folders(folder, locations)}
+        for path in Path(folder).glob("*/*/*"):
+            if path.is_file():
+                _add(found, folder, str(path), None)
+    return {run_folder.rsplit("/", 1)[-1]: Run(run_folder.rsplit("/", 1)[-1], run_folder, files)
+            for run_folder, files in sorted(found.items())}
 
 
-def _run_folders(folder: str, locations: set[str]) -> list[str]:
-    """`<folder>/<from>-to-<to>/<run-id>` of each record copy among `locations`."""
-    found = []
-    for location in sorted(locations):
-        rest = location[len(folder) + 1:] if location.startswith(folder + "/") else ""
-        parts = rest.split("/")
-        if len(parts) == 3 and parts[2] == RECORD and "-to-" in parts[0] and parts[1]:
-            found.append(f"{folder}/{parts[0]}/{parts[1]}")
-    return found
-
-
-def newest(copies: dict[str, str]) -> tuple[str, str] | None:
-    """(run id, folder) of the run that started last."""
-    return max(copies.items()) if copies else None
-
-
-def describe(copies: dict[str, Any]) -> str:
-    return ", ".join(sorted(copies)) or "none"
+def _add(found: dict[str, dict[str, str | None]], folder: str, location: str, generation: str | None) -> None:
+    rest = location[len(folder) + 1:] if location.startswith(folder + "/") else ""
+    parts = rest.split("/")
+    if len(parts) != 3 or "-to-" not in parts[0] or not parts[1] or not parts[2]:
+        return
+    files = found.setdefault(f"{folder}/{parts[0]}/{parts[1]}", {})
+    newest = files.get(parts[2])
+    if parts[2] not in files or (generation and (newest is None or int(generation) > int(newest))):
+        files[parts[2]] = generation

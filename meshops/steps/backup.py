@@ -14,16 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from meshops.cluster import gcloud
-from meshops.cluster.backup_store import BackupStore, check_bucket, planned_writes, read_backup
-from meshops.cluster.inventory import collect
+from meshops.cluster.backup_store import RECORD, BackupStore, check_bucket, planned_writes, read_backup
+from meshops.cluster.inventory import collect, crds
+from meshops.cluster.restorable import NotRestorable, check_configmaps, check_istio_objects
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
-from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, archive_only
+from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, archive_only, istio_kinds
 from meshops.cluster.preconditions import features_bound_to, features_refusal, gitops_refusal
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import Ledger, signed_document
-from meshops.cluster.runs import record_copies
+from meshops.cluster.runs import runs_in
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, owner_of, recover, signed_copy, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, finished, ledger_of, owner_of, recover, signed_copy, skipped, this_run
 
 SUMMARY = ('Backs up every *.istio.io object, namespace injection labels, injected pods per namespace, the istio-<revision> config maps '
            'and (archive only) every config map and secret of istio-system and asm-system; reads it back, verifies counts and sha256, '
@@ -84,6 +85,18 @@ def refuse_an_implementation_switch(inp: StepInput, backup) -> None:
                          "gke-mesh:migration.acceptTrafficDirector: true to accept it (verify then fails on a switch)")
 
 
+def refuse_unrestorable(inp: StepInput, runner, kube, backup) -> None:
+    """What restore would refuse to apply, found now, before anything changes, instead of after
+    the purge, when the only way back would be a restore that refuses."""
+    kinds = {k.resource: k for k in istio_kinds(crds(runner, kube))}
+    try:
+        check_istio_objects(backup.objects, kinds, inp.new_backup_location())
+        check_configmaps(backup.configmaps, inp.new_backup_location())
+    except NotRestorable as problem:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: it holds {problem.what}, which restore would refuse to put back; nothing "
+                         "was changed: fix or remove it before migrating") from None
+
+
 def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
     """Objects of Istio kinds no current control plane serves are kept, not restored: say so
     before anything changes, so nobody expects them back."""
@@ -107,22 +120,35 @@ def refuse_bound_features(inp: StepInput, runner) -> None:
 
 
 def refuse_unfinished_run(inp: StepInput, ledger: Ledger, tools: Tools) -> None:
-    """An earlier run of this stack on this cluster that never finished, whose record is gone:
-    re-create its record from the signed copy (replacing this run's untouched one) and stop."""
-    copies = record_copies(inp.backup_folder(), tools.runner)
+    """Before a new snapshot or a skip, this stack's runs of this cluster beside their backups:
+    - this run itself wrote a backup already, though its record names none: an older version of
+      the record was put back (a snapshot now could be of a purged cluster);
+    - an earlier run never finished and its record is gone: its record is re-created from the
+      signed copy (replacing this run's untouched one) and the step stops.
+    A run with a finished marker is over; the newest such run makes older ones superseded."""
+    runs = runs_in(inp.backup_folder(), tools.runner)
     own_run = inp.decision.run_id if inp.decision.migrate else None
-    for run_id, location in sorted(copies.items(), reverse=True):
-        if run_id == own_run:
+    if own_run in runs and RECORD in runs[own_run].files:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: the migration record of run {own_run} names no backup, but the run wrote one "
+                         f"at {runs[own_run].folder}: an older version of the record was put back. Nothing was changed; find out "
+                         f"who wrote {ledger.where}, delete it and set gke-mesh:migration.rerun to a new value (the run is then "
+                         "re-created from its signed copy)")
+    for run in sorted(runs.values(), key=lambda r: r.run_id, reverse=True):
+        if run.run_id == own_run:
             continue
-        copy = signed_copy(ledger, location)
-        if copy is None or copy.phase == "verified":
-            return  # the newest earlier run finished: older ones were superseded
+        if finished(ledger, run) is not None:
+            return
+        copy = signed_copy(ledger, run.folder)
+        if copy is None:
+            continue
+        if copy.phase == "verified":
+            return
         if ledger.present():
             ledger.clear()  # this run's own record, written by preflight: nothing was done under it
         recover(ledger, copy)
         raise StepFailed(f"cluster {inp.ctx.cluster}: run {copy.run_id} of this stack ({copy.from_channel} -> {copy.to_channel}) "
                          f"never finished and its migration record was deleted; it was re-created from its signed copy at "
-                         f"{location}. Nothing was changed: set gke-mesh:migration.rerun to a new value and run `pulumi up` "
+                         f"{run.folder}. Nothing was changed: set gke-mesh:migration.rerun to a new value and run `pulumi up` "
                          "to finish that run from its backup")
 
 
@@ -152,6 +178,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         backup = collect(runner, kube, inp.ctx, decision.from_channel, decision.to_channel, decision.run_id,
                          decision.from_revision, inp.options.stack)
         refuse_an_implementation_switch(inp, backup)
+        refuse_unrestorable(inp, runner, kube, backup)
         warn_archive_only(inp, tools, backup)
         gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")))
         if gitops:

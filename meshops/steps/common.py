@@ -12,7 +12,10 @@ from meshops.cluster.backup_store import BackupStore, Owner, run_location
 from meshops.cluster.fleet_state import mesh_state
 from meshops.cluster.kube import PLAN_KUBE, Kube
 from meshops.cluster.process import Runner, StepFailed, run_json
-from meshops.cluster.record import PHASES, BackupRef, Ledger, MigrationRecord, verified_record
+from meshops.cluster.record import (
+    FINISHED, PHASES, BackupRef, Ledger, MigrationRecord, finished_document, finished_outcome, signed_document, verified_record
+)
+from meshops.cluster.runs import Run
 from meshops.context import StepInput
 
 
@@ -51,19 +54,69 @@ def signed_copy(ledger: Ledger, location: str) -> MigrationRecord | None:
     return verified_record(ledger.key, ledger.ctx, document, f"{folder}/record.json")
 
 
+def write_copy(ledger: Ledger, record: MigrationRecord) -> None:
+    """The record's signed copy beside its backup: written at every change of course
+    (backed up, first change, purge, restore verified, verified), so an older in-cluster
+    record put back is told apart by its lower sequence."""
+    BackupStore(run_location(record.backup.location), ledger.runner).write_record(signed_document(ledger.key, ledger.ctx, record))
+
+
+def finish(ledger: Ledger, record: MigrationRecord, outcome: str) -> None:
+    """Mark the run over beside its backup (`verified`, or `dropped`: it changed nothing)."""
+    if record.backup is not None:
+        BackupStore(run_location(record.backup.location), ledger.runner).write_finished(
+            finished_document(ledger.key, ledger.ctx, record.run_id, outcome))
+
+
+def finished(ledger: Ledger, run: Run) -> str | None:
+    """How `run` ended, per its signed marker (found also when deleted from a versioned bucket), or None."""
+    if FINISHED not in run.files:
+        return None
+    document = BackupStore(run.folder, ledger.runner).read_json(FINISHED, run.files[FINISHED])
+    return finished_outcome(ledger.key, ledger.ctx, document, run.run_id)
+
+
+def rolled_back(ledger: Ledger, record: MigrationRecord) -> str | None:
+    """Why `record` is an older version put back, if its signed copy says so: the copy was
+    written later (a higher sequence) or the run is over."""
+    if record.backup is None:
+        return None
+    folder = run_location(record.backup.location)
+    copy = signed_copy(ledger, folder)
+    if copy is not None and copy.run_id == record.run_id and copy.sequence > record.sequence:
+        return f"its signed copy at {folder} was written later (phase {copy.phase}, write {copy.sequence}; the record: {record.sequence})"
+    outcome = finished_outcome(ledger.key, ledger.ctx, BackupStore(folder, ledger.runner).read_json(FINISHED), record.run_id)
+    if outcome is not None:
+        return f"run {record.run_id} is over ({outcome}, per {folder}/{FINISHED})"
+    return None
+
+
 RECOVERED_FROM = "relaxed"
 """The least phase a re-created record claims: its copy may be older than the cluster, so
 it counts as changed (the guard will not let it go) and its drift checks keep every object
 the backup has (meshops.cluster.drift: `recovered`)."""
+FLOOR = {"relax-security": "backed-up", "disable-management": "backed-up", "uninject": "manual", "purge": "uninjected",
+         "reregister-membership": "purged", "enable-management": "purged", "wait-ready": "automatic", "restore": "ready",
+         "reinject": "restored", "verify": "reinjected"}
+"""The least phase the record has when a step runs: the one the step before it always writes,
+proved by that step's result in Pulumi state. A record below it was put back from an older
+version (someone kept a copy): acting on it would, say, count the purge's deletions as a
+teammate's intent."""
 
 
-def recover(ledger: Ledger, copy: MigrationRecord) -> MigrationRecord:
-    """Re-create the in-cluster record of an unfinished run from its signed copy."""
-    phase = copy.phase if PHASES.index(copy.phase) > PHASES.index(RECOVERED_FROM) else RECOVERED_FROM
+def at_least(phase: str, floor: str) -> str:
+    return phase if PHASES.index(phase) >= PHASES.index(floor) else floor
+
+
+def recover(ledger: Ledger, copy: MigrationRecord, floor: str = RECOVERED_FROM) -> MigrationRecord:
+    """Re-create the in-cluster record of an unfinished run from its signed copy, at least at
+    `floor` (state shows the steps before the current one done)."""
+    phase = at_least(at_least(copy.phase, RECOVERED_FROM), floor)
     return ledger.create(replace(copy, phase=phase, recovered=True, restore_verified=False, resource_version=""))
 
 
-def this_run(ledger: Ledger, inp: StepInput, ref: BackupRef | None = None, finished_ok: bool = False) -> MigrationRecord:
+def this_run(ledger: Ledger, inp: StepInput, ref: BackupRef | None = None, finished_ok: bool = False,
+             step: str = "") -> MigrationRecord:
     """The cluster's record, checked: signed by this stack, this run's, and (given `ref`, the
     backup in state) naming that backup or a supplementary one this run took in its place.
 
@@ -83,10 +136,16 @@ def this_run(ledger: Ledger, inp: StepInput, ref: BackupRef | None = None, finis
                              f"{decision.run_id} is gone (deleted by hand?) and no unfinished signed copy of it was found "
                              "beside its backup; nothing was changed: set gke-mesh:migration.rerun to a new value and run "
                              "`pulumi up` (the backup step finds the run's copy and re-creates it)")
-        found = recover(ledger, copy)
+        found = recover(ledger, copy, FLOOR.get(step, RECOVERED_FROM))
     if (found.stack, found.run_id) != (decision.stack, decision.run_id):
         raise StepFailed(f"cluster {inp.ctx.cluster}: the migration record belongs to {found.describe()}, not to stack "
                          f"{decision.stack} run {decision.run_id}; two migrations must never run on one cluster")
+    floor = FLOOR.get(step)
+    if floor and not found.reached(floor):
+        raise StepFailed(f"cluster {inp.ctx.cluster}: the migration record says phase {found.phase}, but this run is already past "
+                         f"it ({step} runs after phase {floor}, per Pulumi state): an older version of the record was put back. "
+                         f"Nothing was changed; find out who wrote {ledger.where}, then delete it and run `pulumi up` (it is "
+                         "re-created from its signed copy)")
     if ref is not None and ref != found.backup and ref not in found.earlier_backups:
         raise StepFailed(f"cluster {inp.ctx.cluster}: the backup in Pulumi state ({ref.location}) is not the one the "
                          f"migration record names ({found.backup.location if found.backup else 'none'}); refusing to go on")

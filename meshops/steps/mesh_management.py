@@ -12,7 +12,7 @@ from meshops.cluster.fleet_state import membership_listed
 from meshops.cluster.kube import cluster_access
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, this_run, write_copy
 
 
 class ManagementStep:
@@ -38,7 +38,7 @@ class ManagementStep:
             return result
         with cluster_access(inp.ctx, tools.runner) as kube:
             ledger = ledger_of(inp, tools.runner, kube)
-            current = this_run(ledger, inp)
+            current = this_run(ledger, inp, step=self.name)
             if self.management == "manual" and current.membership_deleted and not membership_listed(
                     run_json(tools.runner, gcloud.list_memberships(inp.ctx)), inp.decision.membership, inp.ctx.membership_location):
                 # A re-run (a revert) after this migration deleted the membership: nothing is
@@ -49,7 +49,9 @@ class ManagementStep:
                 # Re-registration was turned off after this migration deleted the membership.
                 raise StepFailed(f"cluster {inp.ctx.cluster}: this migration deleted membership {inp.decision.membership} and has not "
                                  "registered it again; set gke-mesh:migration.reregisterMembership back to true (the backup is kept)")
-            ledger.advance(current, self.phase)
+            current = ledger.advance(current, self.phase)
+            if self.management == "manual" and current.backup is not None:
+                write_copy(ledger, current)  # management off: the copy beside the backup says so too
             tools.runner(gcloud.set_mesh_management(inp.ctx, inp.decision.membership, self.management))
         tools.log(f"[{inp.ctx.cluster}] {self.name}: {inp.decision.membership} is MANAGEMENT_{self.management.upper()}")
         return {"cluster": inp.ctx.cluster, "management": self.management}

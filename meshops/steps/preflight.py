@@ -19,8 +19,7 @@ from meshops.cluster.preconditions import channel_refusal, identity_refusal, kin
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import MigrationRecord
 from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
-from meshops.cluster.backup_store import run_location
-from meshops.steps.common import OWNER_READ, RECORD_READ, ledger_of, signed_copy
+from meshops.steps.common import OWNER_READ, RECORD_READ, finish, ledger_of, rolled_back
 from meshops.steps.release_channel import current_channel
 
 SUMMARY = ("Checks the membership registers this cluster, reads the cluster channel, the fleet state, the ControlPlaneRevisions "
@@ -170,12 +169,11 @@ def existing_record(ledger, ctx: StepContext) -> MigrationRecord | None:
     if existing is not None and existing.phase == "verified":
         ledger.clear()
         return None
-    if existing is not None and existing.backup is not None:
-        copy = signed_copy(ledger, existing.backup.location)
-        if copy is not None and copy.run_id == existing.run_id and copy.phase == "verified":
-            raise StepFailed(f"cluster {ctx.cluster}: the migration record names run {existing.run_id}, which its signed copy at "
-                             f"{run_location(existing.backup.location)} says was verified and finished: an old record was put "
-                             f"back in kube-system. Nothing was changed; delete {ledger.where} once you know who wrote it")
+    problem = rolled_back(ledger, existing) if existing is not None else None
+    if problem:
+        raise StepFailed(f"cluster {ctx.cluster}: the migration record of run {existing.run_id} (phase {existing.phase}) is an "
+                         f"older version put back in kube-system: {problem}. Nothing was changed; find out who wrote it, "
+                         f"then delete {ledger.where}")
     return existing
 
 
@@ -195,7 +193,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
     with cluster_access(ctx, runner) as kube:
         ledger = ledger_of(inp, runner, kube)
         held = ledger.owner()
-        if held is not None and not ledger.is_ours(held):
+        if held is not None and not ledger.is_ours(held, inp.legacy_guard):
             raise StepFailed(record.owned_elsewhere(ctx.cluster, held, stack))
         existing = existing_record(ledger, ctx)
         membership = membership_of(ctx, memberships, number, existing)
@@ -221,16 +219,17 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             refuse_user_workloads(inp, runner, kube)
             if cluster_channel != target:  # the channel change is still to come: GKE must accept it
                 refuse_unmovable(ctx, runner, described, target)
-            ledger.claim(inp.guard_id)
+            ledger.claim(inp.guard_id, inp.legacy_guard)
             resumed = ledger.advance(existing, existing.phase, to_channel=target)
             decision = Decision(action="migrate", reason=f"resuming {existing.describe()}; target now {target}",
                                 from_channel=existing.from_channel, from_revision=existing.from_revision,
                                 membership=existing.membership, run_id=existing.run_id, resumed=True,
                                 backup=resumed.backup.to_dict() if resumed.backup else None, **common)
         elif aligned:
-            ledger.claim(inp.guard_id)
-            if existing:
-                ledger.clear()  # an earlier run stopped before changing anything
+            ledger.claim(inp.guard_id, inp.legacy_guard)
+            if existing:  # an earlier run stopped before changing anything: over, beside its backup too
+                finish(ledger, existing, "dropped")
+                ledger.clear()
             decision = Decision(action="skip", reason=f"cluster and mesh already on {target}, control plane ACTIVE",
                                 from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
         else:
@@ -244,7 +243,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
                                         f"control plane {state.control_plane_state}; target {target}"),
                                 from_channel=mesh_channel if mesh_channel != "none" else cluster_channel,
                                 from_revision=from_revision, membership=membership, run_id=run_id, **common)
-            ledger.claim(inp.guard_id)
+            ledger.claim(inp.guard_id, inp.legacy_guard)
             ledger.create(MigrationRecord(stack=stack, run_id=run_id, cluster=ctx.cluster, project=ctx.project,
                                           location=ctx.location, from_channel=decision.from_channel, to_channel=target,
                                           from_revision=from_revision, membership=membership))

@@ -23,7 +23,9 @@ from meshops.cluster.kube import PLAN_KUBE, Kube, cluster_access, in_batches, it
 from meshops.cluster.objects import MESH_GROUP, archive_only, kind_of_crd, mesh_crds
 from meshops.cluster.process import Runner, StepFailed, Tools
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, require_manual, skipped, this_run
+from meshops.steps.common import (
+    RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, require_manual, skipped, this_run, write_copy
+)
 
 SUMMARY = 'Deletes Istio webhooks, ControlPlaneRevisions, dataplanecontrols, istio-system, asm-system, mdp-controller, the CNI and the mesh CRDs; pauses and re-checks until nothing comes back.'
 STOPS = ('no verified backup; management not MANUAL now; workloads of yours in istio-system or asm-system; '
@@ -149,7 +151,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     removed: list[str] = []
     with cluster_access(inp.ctx, tools.runner) as kube:
         ledger = ledger_of(inp, tools.runner, kube)
-        current = this_run(ledger, inp, ref)
+        current = this_run(ledger, inp, ref, step="purge")
         ref = current.backup  # a supplementary backup taken by an earlier try of this step supersedes state's
         try:
             backup = read_backup(ref, tools.runner, owner_of(inp), current.run_id)
@@ -169,6 +171,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         # Before the first deletion; a second purge (a resumed run after restore) makes the
         # restored objects ours to delete again, so restore must verify them anew.
         current = ledger.advance(current, "purging", restore_verified=False)
+        write_copy(ledger, current)  # from here deletions are ours: the copy beside the backup says so too
         for round_number in range(1, MAX_ROUNDS + 1):
             found = purge_once(tools.runner, kube, inp.options.purge_crds)
             if not found:

@@ -66,7 +66,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     relabelled, missing = {}, []
     with cluster_access(inp.ctx, runner) as kube:
         ledger = ledger_of(inp, runner, kube)
-        current = this_run(ledger, inp, ref)
+        current = this_run(ledger, inp, ref, step="reinject")
         current = ledger.advance(current, "reinjected")  # before any change: the record never under-states
         backup = read_backup(ref, runner, owner_of(inp), current.run_id)
         live = {n["metadata"]["name"] for n in items(runner, kube.get("namespaces"))}

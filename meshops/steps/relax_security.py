@@ -16,7 +16,7 @@ from meshops.cluster.objects import (
 )
 from meshops.cluster.process import Tools
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run, write_copy
 
 SUMMARY = ('Compares the live Istio objects with the backup (what changed since goes into a supplementary backup), then turns '
            'STRICT PeerAuthentications PERMISSIVE, takes ISTIO_MUTUAL out of DestinationRules (auto mTLS) and removes '
@@ -53,11 +53,12 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ref = backup_ref(inp)
     with cluster_access(inp.ctx, tools.runner) as kube:
         ledger = ledger_of(inp, tools.runner, kube)
-        current = this_run(ledger, inp, ref)
+        current = this_run(ledger, inp, ref, step="relax-security")
         backup = read_backup(current.backup, tools.runner, owner_of(inp), current.run_id)  # nothing changes without a verified backup
         if compare_applies(current):  # every try: a teammate may have edited since the last one
             current, ref, backup = supplement_if_drifted(inp, tools, ledger, current, backup)
         current = ledger.advance(current, "relaxed")  # before any change: the record never under-states
+        write_copy(ledger, current)  # the first change of the cluster: the copy beside the backup says so too
         served = {k.resource for k in istio_kinds(crds(tools.runner, kube))}
         if opts.relax_security and PEER_AUTHENTICATION in served:
             for pa in items(tools.runner, kube.get(PEER_AUTHENTICATION, all_namespaces=True)):

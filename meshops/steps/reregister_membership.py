@@ -53,7 +53,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     ctx, runner, name = inp.ctx, tools.runner, inp.decision.membership
     with cluster_access(ctx, runner) as kube:
         ledger = ledger_of(inp, runner, kube)
-        current = this_run(ledger, inp)
+        current = this_run(ledger, inp, step="reregister-membership")
         refuse_bound_features(inp, runner)  # bound since the backup, or re-registration just turned on
         described = run_json(runner, gcloud.describe_cluster(ctx))
         if not current.registration:  # read once, before anything changes: a resumed run must not guess

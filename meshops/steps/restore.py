@@ -23,7 +23,7 @@ from meshops.cluster.objects import archive_only, digest, istio_kinds
 from meshops.cluster.process import StepFailed, Tools
 from meshops.cluster.restorable import check_configmaps, check_istio_objects
 from meshops.context import StepInput
-from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run
+from meshops.steps.common import RECORD_READ, RECORD_WRITE, backup_ref, ledger_of, owner_of, skipped, this_run, write_copy
 
 SUMMARY = "Server-side applies every backed-up object (STRICT mTLS and removed policies included) and checks each one's digest against the manifest."
 STOPS = "kinds no longer served; an object missing or different from the backup; a migration record that is not this run's"
@@ -117,14 +117,14 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     runner, decision, ref = tools.runner, inp.decision, backup_ref(inp)
     with cluster_access(inp.ctx, runner) as kube:
         ledger = ledger_of(inp, runner, kube)
-        current = this_run(ledger, inp, ref)
+        current = this_run(ledger, inp, ref, step="restore")
         current = ledger.advance(current, "restored")  # before any change: the record never under-states
         # With purgeCrds false the Istio objects stayed served through the purge: a teammate's
         # edit since is taken into a supplement before the apply would overwrite it.
         current, ref, backup = supplement_if_drifted(inp, tools, ledger, current,
                                                      read_backup(current.backup, runner, owner_of(inp), current.run_id))
         summary = apply_backup(runner, kube, backup, ref.location, inp.ctx.cluster, decision.from_revision, decision.to_revision)
-        ledger.advance(current, current.phase, restore_verified=True)
+        write_copy(ledger, ledger.advance(current, current.phase, restore_verified=True))
     tools.log(f"[{inp.ctx.cluster}] restore: {summary['restored']} objects re-applied and verified by digest; "
               f"namespaces created: {len(summary['created_namespaces'])}")
     if backup.archive:

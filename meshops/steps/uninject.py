@@ -37,7 +37,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     runner = tools.runner
     with cluster_access(inp.ctx, runner) as kube:
         ledger = ledger_of(inp, runner, kube)
-        current = this_run(ledger, inp)
+        current = this_run(ledger, inp, step="uninject")
         labelled = injection_labels(runner, kube)
         # Before any change: the record never under-states, and names every label it removes
         # (a retry finds fewer labelled namespaces: what an earlier try removed is kept).

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import Any
 
 from meshops.cluster import gcloud, record
-from meshops.cluster.backup_store import Backup, BackupStore, peer_authentication_modes, planned_reads, read_backup, run_location
+from meshops.cluster.backup_store import Backup, peer_authentication_modes, planned_reads, read_backup
 from meshops.cluster.drift import supplement_if_drifted
 from meshops.cluster.fleet_reader import describe_mesh
 from meshops.cluster.fleet_state import mesh_state
@@ -22,9 +22,9 @@ from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects, 
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
 from meshops.cluster.process import StepFailed, Tools, run_json
-from meshops.cluster.record import Ledger, MigrationRecord, signed_document
+from meshops.cluster.record import Ledger, MigrationRecord
 from meshops.context import StepInput, revision_of
-from meshops.steps.common import RECORD_READ, backup_ref, ledger_of, owner_of, this_run
+from meshops.steps.common import RECORD_READ, backup_ref, finish, ledger_of, owner_of, this_run, write_copy
 from meshops.steps.reinject import relabel
 from meshops.steps.release_channel import current_channel
 from meshops.steps.wait_ready import delays
@@ -108,7 +108,7 @@ def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], e
 def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, pods: list[dict], expected: str,
                          tags: dict[str, str], running: set[str]) -> tuple[list[str], Any, Backup | None]:
     runner, ref = tools.runner, backup_ref(inp)
-    current = this_run(ledger, inp, ref, finished_ok=True)
+    current = this_run(ledger, inp, ref, finished_ok=True, step="verify")
     if not current.restore_verified:
         return [f"restore has not put the backup back and verified it (record phase {current.phase})"], current, None
     backup = read_backup(current.backup, runner, owner_of(inp), current.run_id)
@@ -169,7 +169,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             raise StepFailed(f"cluster {ctx.cluster}: not verified: {'; '.join(problems)}; the migration record stays in flight")
         if current is not None and current.phase != "verified":  # a verified copy: cleared by an earlier try
             done = ledger.advance(current, "verified")
-            BackupStore(run_location(done.backup.location), tools.runner).write_record(signed_document(ledger.key, ctx, done))
+            write_copy(ledger, done)
+            finish(ledger, done, "verified")
             ledger.clear()
     tools.log(f"[{ctx.cluster}] verify: ACTIVE on {expected}; {len(pods)} injected pods on {dict(images) or 'no proxy'}"
               + ("; equal to the backup, migration record cleared" if current is not None else ""))

@@ -112,5 +112,5 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         tools.sleep(outcome)
     with cluster_access(inp.ctx, tools.runner) as kube:
         ledger = ledger_of(inp, tools.runner, kube)
-        ledger.advance(this_run(ledger, inp), "ready")
+        ledger.advance(this_run(ledger, inp, step="wait-ready"), "ready")
     return outcome
