@@ -120,8 +120,9 @@ def program_for(version: dict[str, Any]):
     def program() -> None:
         import components.channel as channel_module
         import components.migration as migration_module
+        import components.stack_key as stack_key_module
         from components.channel import ReleaseChannel
-        from components.migration import MigrationChain
+        from components.migration import MigrationChain, register
         from meshops.context import Options, StepContext
         from testbed.recorder import LAUNCHER
 
@@ -131,14 +132,17 @@ def program_for(version: dict[str, Any]):
         # The only change to the program: the command texts' launcher (see module doc).
         migration_module.command_line = recorder_line
         channel_module.command_line = recorder_line
+        stack_key_module.command_line = recorder_line
         if not version.get("in_program", True):
             return
         ctx = StepContext(**version["ctx"])
         options = Options(**version.get("options", {}))
         # components/platform.py, for one cluster with the migration enabled and no fleet
         # resources before it: chain, channel after chain.last_before_channel, the rest.
+        # components/platform.py, MeshPlatform: the stack's key, once per stack.
+        key = register("stack-key", stack_key_module.stack_key_spec(), {}, None, [])
         chain = MigrationChain(f"{ctx.cluster}-migration", ctx, options, version.get("reregister", True),
-                               version.get("rerun", ""), depends_on=[])
+                               version.get("rerun", ""), key, depends_on=[])
         channel = ReleaseChannel(f"{ctx.cluster}-channel", ctx, [chain.last_before_channel], chain.steps)
         chain.continue_after(channel.command, [])
 

@@ -26,7 +26,7 @@ from meshops.cluster.backup_store import Backup, BackupStore, check_bucket
 from meshops.cluster.fleet_reader import FleetReader, MemoryCache
 from meshops.cluster.fleet_state import mesh_state
 from meshops.cluster.process import StepFailed, Tools, run_json
-from meshops.cluster.runs import record_copies
+from meshops.cluster.runs import runs_in
 from meshops.context import StepContext, StepInput
 from meshops.steps import release_channel
 from meshops.steps.preflight import project_number, resolve_membership
@@ -383,8 +383,10 @@ def test_meshops_backup_store_on_gs(emu, runner):
     runner(gcloud.storage_write(f"{location}/backup.json"), input="{}")
     assert store.read(ref).peer_authentication_modes() == {"istio-system/default": "STRICT"}
     store.write_record({"record": {"run_id": "run-1"}, "mac": "0" * 64})
-    assert record_copies("gs://gke-mesh-backups/stack/dev-cluster-1", runner) == {
-        "run-1": "gs://gke-mesh-backups/stack/dev-cluster-1/rapid-to-regular/run-1"}, "live and noncurrent versions: one run"
+    (run,) = runs_in("gs://gke-mesh-backups/stack/dev-cluster-1", runner).values()
+    assert run.folder == "gs://gke-mesh-backups/stack/dev-cluster-1/rapid-to-regular/run-1"
+    assert set(run.files) == {"backup.json", "manifest.json", "record.json"}, "live and noncurrent versions: one entry each"
+    assert int(run.files["manifest.json"]) > int(dict(ref.generations)["manifest.json"]), "the newest generation: the overwrite"
     assert store.read_record() == {"record": {"run_id": "run-1"}, "mac": "0" * 64}
     assert BackupStore("gs://gke-mesh-backups/stack/dev-cluster-1/rapid-to-regular/run-2", runner).read_record() is None
     # Bytes changed under a pinned generation (no API does this: a stand-in for corruption) are refused.

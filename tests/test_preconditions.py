@@ -190,8 +190,11 @@ def test_a_fleet_feature_bound_to_the_membership_is_refused_before_anything_chan
             by_backup_step=True)
 
 
-def test_acknowledged_features_or_no_reregistration_go_on():
-    for options in ({"accept_membership_features": "configmanagement"}, {"reregister_membership": False}):
+def test_acknowledged_features_or_no_reregistration_go_on(tmp_path, monkeypatch):
+    for index, options in enumerate(({"accept_membership_features": "configmanagement"}, {"reregister_membership": False})):
+        folder = tmp_path / str(index)
+        folder.mkdir()
+        monkeypatch.chdir(folder)  # each world's run has the same id: its own backups
         world = FakeWorld()
         seed_field_report(world)
         config_sync_on(world)

@@ -21,17 +21,19 @@ from meshops.context import StepInput
 def unrelaxed(live: dict, backed_up: dict) -> dict:
     """`live` with relax-security's change undone: every mTLS mode the backup has STRICT is
     STRICT again, whatever weaker mode the cluster has now (PERMISSIVE, which relax-security
-    set, or DISABLE or no mode, which a teammate may have set on top of it). Whatever else a
-    teammate changed meanwhile (a label, a selector) is theirs and is kept. A mode weakened on
-    purpose during the migration comes back STRICT: the safer reading, since the two cannot be
-    told apart, and a weaker mode than the backup's must never end `verified`."""
+    set, or DISABLE, UNSET or no mode at all, which a teammate may have set on top of it: a
+    workload mode left out inherits the namespace's or the mesh's). A port setting the
+    teammate removed stays removed (the port then takes the workload's mode, STRICT again).
+    Whatever else a teammate changed meanwhile (a label, a selector) is theirs and is kept. A
+    mode weakened on purpose during the migration comes back STRICT: the safer reading, since
+    the two cannot be told apart, and a weaker mode than the backup's must never end `verified`."""
     result = json.loads(json.dumps(live))
     spec, original = result.setdefault("spec", {}), backed_up.get("spec") or {}
     if (original.get("mtls") or {}).get("mode") == "STRICT" and (spec.get("mtls") or {}).get("mode") != "STRICT":
         spec["mtls"] = {**(spec.get("mtls") or {}), "mode": "STRICT"}
+    ports = spec.get("portLevelMtls") or {}
     for port, value in (original.get("portLevelMtls") or {}).items():
-        ports = spec.setdefault("portLevelMtls", {})
-        if (value or {}).get("mode") == "STRICT" and (ports.get(port) or {}).get("mode") != "STRICT":
+        if (value or {}).get("mode") == "STRICT" and port in ports and (ports.get(port) or {}).get("mode") != "STRICT":
             ports[port] = {**(ports.get(port) or {}), "mode": "STRICT"}
     return result
 
