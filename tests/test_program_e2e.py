@@ -215,7 +215,7 @@ def test_reverting_the_pr_mid_migration_brings_everything_back_including_the_tea
 
 def test_a_second_stack_cannot_take_the_cluster(paths):
     intruder = paths["a second stack on the same cluster"]
-    assert not intruder["ok"] and "managed by stack e2e" in intruder["error"], intruder["error"][-1500:]
+    assert not intruder["ok"] and "is claimed by stack organization/gke-mesh/e2e" in intruder["error"], intruder["error"][-1500:]
     # Its APIs are enabled (idempotent, before its guard runs); nothing of the cluster or the fleet changes.
     assert all(m.endswith(":enable") for m in intruder["mutating"]), intruder["mutating"]
     assert intruder["after"] == paths["again on rapid"]["after"]
