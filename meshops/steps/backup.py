@@ -44,7 +44,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     uri = inp.options.backup_uri
     bucket = [gcloud.describe_bucket("gs://" + uri.removeprefix("gs://").split("/", 1)[0])] if uri.startswith("gs://") else []
-    features = [gcloud.list_features(inp.ctx.fleet_project)] if inp.options.reregister_membership else []
+    features = ([gcloud.list_features(inp.ctx.fleet_project), gcloud.list_membership_bindings(inp.ctx, inp.ctx.membership)]
+                if inp.options.reregister_membership else [])
     unfinished = [gcloud.list_objects(f"{inp.backup_folder()}/**")] if uri.startswith("gs://") else []
     return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *unfinished, *bucket, *features, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
@@ -107,8 +108,11 @@ def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
 
 
 def refuse_bound_features(inp: StepInput, runner) -> None:
-    """Re-registration would drop the fleet features bound to the membership: refuse unless
-    each is acknowledged (or re-registration is off)."""
+    """Re-registration would drop the fleet features bound to the membership (refused unless
+    each is acknowledged), and cannot delete a membership that has sub-resources: gcloud 528's
+    `memberships delete`/`unregister` send no `force`, and the API refuses a membership with
+    scope bindings, which would stop the chain after the teardown. Checked at backup time and
+    again right before the membership goes (or re-registration is off)."""
     if not inp.options.reregister_membership:
         return
     fleet_ids = tuple(x for x in (inp.ctx.fleet_project, inp.decision.fleet_project_number) if x)
@@ -117,6 +121,22 @@ def refuse_bound_features(inp: StepInput, runner) -> None:
     problem = features_refusal(bound, config_of, inp.options.accepted_features())
     if problem:
         raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
+    bindings = scope_bindings(run_json(runner, gcloud.list_membership_bindings(inp.ctx, inp.decision.membership)))
+    if bindings:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: its membership {inp.decision.membership} has {len(bindings)} fleet scope "
+                         f"binding(s) ({', '.join(bindings[:3])}), and the fleet API does not delete a membership with "
+                         "sub-resources; re-registration would stop after the teardown. Delete them (gcloud container fleet "
+                         "memberships bindings delete) and re-create them after the move, or set "
+                         "gke-mesh:migration.reregisterMembership: false")
+
+
+def scope_bindings(listed: Any) -> list[str]:
+    """Short names of a `memberships bindings list` answer (gkehub v1 MembershipBinding.name)."""
+    if listed in (None, ""):
+        return []
+    if not isinstance(listed, list):
+        raise StepFailed("gcloud container fleet memberships bindings list returned no list")
+    return sorted(str(b.get("name", "?")).rsplit("/", 1)[-1] for b in listed if isinstance(b, dict))
 
 
 def refuse_unfinished_run(inp: StepInput, ledger: Ledger, tools: Tools) -> None:

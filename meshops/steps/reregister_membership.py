@@ -1,12 +1,21 @@
 """Unregister and re-register the fleet membership, the way it was registered.
 
 Google does not support going from manual back to automatic management on the same
-membership; the field report succeeded only after re-registering, with
-`clusters update --fleet-project`. A cluster whose own `fleet` block names the membership
-(registered the GKE way) leaves and joins the fleet that way (`--clear-fleet-project`, then
-`--fleet-project`); a membership made with `memberships register` is deleted and
-registered again under its configured name (`--gke-uri`). Which way is recorded before
-anything changes. Running it again is safe: management is manual at this point.
+membership (Cloud Service Mesh, "Supported features (managed)", limitations), nor does it
+recommend unregistering and registering again (fleet docs, "Unregister a cluster": Workload
+Identity can change); re-registration is this workaround's way round the first, and can be
+turned off (`reregisterMembership: false`).
+
+The cluster's own `fleet` block decides how (container v1 Cluster.fleet: `membership`, and
+`preRegistered`, "whether the cluster has been registered through the fleet API"): a
+cluster registered with `clusters create/update --fleet-project` (fleet.membership names
+it, preRegistered false) leaves and joins that way (`--clear-fleet-project`, then
+`--fleet-project`), as the fleet unregister page documents for those clusters; a cluster
+registered through the fleet API is unregistered with `memberships unregister --gke-uri`
+(which checks the membership is this cluster's and deletes it, with no Kubernetes client:
+gcloud 528 surface/container/fleet/memberships/unregister.py) and registered again under its
+configured name. Which way is recorded before anything changes. Running it again is safe:
+management is manual at this point.
 """
 
 from __future__ import annotations
@@ -34,17 +43,25 @@ OPTIONS = ("reregister_membership", "accept_membership_features")
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_features(ctx.fleet_project), gcloud.describe_cluster(ctx),
+    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_features(ctx.fleet_project),
+            gcloud.list_membership_bindings(ctx, ctx.membership), gcloud.describe_cluster(ctx),
             RECORD_WRITE, gcloud.leave_fleet(ctx), gcloud.join_fleet(ctx),  # registered the GKE way
-            gcloud.list_memberships(ctx), gcloud.delete_membership(ctx, ctx.membership),  # or with memberships register
+            gcloud.list_memberships(ctx), gcloud.unregister_membership(ctx, ctx.membership),  # or through the fleet API
             gcloud.register_membership(ctx, ctx.membership), RECORD_WRITE, gcloud.list_memberships(ctx)]
 
 
-def registered_by_gke(described: Any, location: str, name: str) -> bool:
-    """Whether the cluster's own `fleet` block (container v1 Cluster.fleet.membership) names
-    this membership: it was registered the GKE way (`clusters update --fleet-project`)."""
+def fleet_names(described: Any, location: str, name: str) -> bool:
+    """Whether the cluster's own `fleet` block names this membership (it is registered)."""
     membership = str(((described or {}).get("fleet") or {}).get("membership", "")) if isinstance(described, dict) else ""
     return membership.endswith(f"/locations/{location}/memberships/{name}")
+
+
+def registered_by_gke(described: Any, location: str, name: str) -> bool:
+    """Whether the cluster was registered the GKE way (`clusters create/update
+    --fleet-project`): its fleet block names the membership and it was not registered
+    through the fleet API (`preRegistered`)."""
+    pre_registered = ((described or {}).get("fleet") or {}).get("preRegistered") if isinstance(described, dict) else None
+    return fleet_names(described, location, name) and pre_registered is not True
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -62,14 +79,14 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         current = ledger.advance(current, "registered")  # before any change: the record never under-states
         if current.registration == "gke":
             # The field report's way: GKE unregisters and registers its own membership.
-            if registered_by_gke(described, ctx.membership_location, name):
+            if fleet_names(described, ctx.membership_location, name):
                 current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.leave_fleet(ctx))
             runner(gcloud.join_fleet(ctx))
         else:
             if membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
                 current = ledger.advance(current, current.phase, membership_deleted=True)
-                runner(gcloud.delete_membership(ctx, name))
+                runner(gcloud.unregister_membership(ctx, name))
             runner(gcloud.register_membership(ctx, name))
         current = ledger.advance(current, current.phase, membership_deleted=False)
         after = run_json(runner, gcloud.list_memberships(ctx))
