@@ -107,7 +107,9 @@ class FakeCluster:
     objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     crds_return_once: bool = False
     reconciles_left: int = 0  # how many more times the fleet re-creates deleted mesh CRDs
-    version: str = "1.32.3-gke.1000"  # the field report's GKE version
+    version: str = "1.32.3-gke.1000"  # the June 2025 write-up's GKE version
+    node_version: str | None = None
+    """The node pool's version when it differs from the control plane's."""
     autopilot: bool = False
     pod_counter: int = 0
     fleet_membership: str | None = None
@@ -425,7 +427,7 @@ class FakeWorld:
                     "currentMasterVersion": c.version, "autopilot": {"enabled": c.autopilot},
                     **({"fleet": {"project": PROJECT_NUMBER, "membership": c.fleet_membership, "preRegistered": c.pre_registered}}
                        if c.fleet_membership else {}),
-                    "nodePools": [{"name": "default-pool", "version": c.version,
+                    "nodePools": [{"name": "default-pool", "version": c.node_version or c.version,
                                    "config": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}}]}
         if words[:2] == ["container", "get-server-config"]:
             # container v1 ServerConfig: each channel's versions (a version in all three by default).

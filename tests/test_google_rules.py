@@ -96,3 +96,136 @@ def test_without_re_registration_bindings_do_not_matter():
     chain.reregister = False
     world.membership_bindings[("asia-northeast1", "dev-cluster-1")] = [{"name": ".../bindings/team-a"}]
     assert chain.up()["verify"]["verified"] is True
+
+
+# ============================================================================ 1. honesty first
+def test_a_stack_that_is_not_dev_like_must_acknowledge_the_unsupported_procedure():
+    from components.settings import ConfigError, parse_settings
+    from meshops.review.offline import stack_config
+    from tests.conftest import minimal_config
+
+    for stack in ("prod", "staging", "Production-eu"):
+        with pytest.raises(ConfigError) as refused:
+            parse_settings(stack_config(minimal_config()), stack)
+        message = str(refused.value)
+        assert message.startswith("gke-mesh:migration.acknowledgeUnsupported: stack ") and one_line(message)
+        assert "Supported features (managed)" in message and "about 12 minutes" in message and "new cluster" in message
+    acknowledged = minimal_config(**{"gke-mesh:migration": {"acknowledgeUnsupported": True}})
+    assert parse_settings(stack_config(acknowledged), "prod").clusters[0].migration.acknowledge_unsupported is True
+    assert parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"enabled": False}})), "prod")
+    for stack in ("dev", "test", "dev-eu", "TEST-2"):
+        assert parse_settings(stack_config(minimal_config()), stack)
+
+
+def test_preflight_says_what_google_does_not_support_and_what_it_costs():
+    from tests.chain_driver import Cancelled
+
+    world, cluster, chain = migrating()
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="preflight")
+    (line,) = [entry for entry in world.log if "preflight: note:" in entry]
+    assert "Google does not support changing a managed Cloud Service Mesh's release channel in place" in line
+    assert "about 12 minutes" in line and "new cluster on the target channel" in line
+
+
+def test_the_readme_first_screen_states_the_cost():
+    from tests.conftest import ROOT
+
+    first_screen = "\n".join((ROOT / "README.md").read_text().splitlines()[:60])
+    for fact in ("Supported features", "does not support this in place", "acknowledgeUnsupported: true", "726 s",
+                 "new cluster on the target"):
+        assert fact in first_screen.replace("\n", " ").replace("  ", " "), fact
+
+
+# ============================================================================ 6. multi-cluster settings
+def test_asm_options_comes_back_and_is_verified():
+    world, cluster, chain = migrating()
+    options = {"metadata": {"name": "asm-options", "namespace": "istio-system"}, "data": {"multicluster_mode": "connected"}}
+    cluster.put("configmaps", options)
+    assert chain.up()["verify"]["verified"] is True
+    assert cluster.objects[("configmaps", "istio-system", "asm-options")]["data"] == {"multicluster_mode": "connected"}
+
+
+def test_verify_fails_when_asm_options_differs_from_the_backup():
+    world, cluster, chain = migrating()
+    cluster.put("configmaps", {"metadata": {"name": "asm-options", "namespace": "istio-system"}, "data": {"multicluster_mode": "connected"}})
+    from tests.chain_driver import Cancelled
+
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="reinject")
+    cluster.objects[("configmaps", "istio-system", "asm-options")]["data"] = {"multicluster_mode": "manual"}
+    error = attempt(chain)
+    assert "1 istio-system mesh config maps (asm-options) differ from the backup" in error
+
+
+def test_legacy_remote_secrets_stop_the_migration_before_anything_changes():
+    world, cluster, chain = migrating()
+    cluster.put("secrets", {"metadata": {"name": "istio-remote-secret-other", "namespace": "istio-system",
+                                         "labels": {"istio/multiCluster": "true"}}, "data": {}})
+    before = mesh_view(cluster)
+    error = attempt(chain)
+    assert "1 legacy Istio remote secrets" in error and "multicluster_mode" in error and one_line(error)
+    assert [c for c in writes(world) if "gke-mesh-" not in " ".join(c)] == [] and mesh_view(cluster) == before
+
+
+# ============================================================================ 8. conditions that stop provisioning
+@pytest.mark.parametrize("code", ["LEGACY_MC_SECRETS", "MANAGED_CNI_NOT_ENABLED", "NON_STANDARD_BINARY_USAGE",
+                                  "UNSUPPORTED_GATEWAY_CLASS", "CONFIG_VALIDATION_ERROR"])
+def test_a_condition_that_would_stop_provisioning_is_refused_before_anything_changes(code):
+    world, cluster, chain = migrating()
+    (member,) = world.memberships.values()
+    member.conditions = [{"code": code, "details": "from the fleet", "severity": "ERROR"}]
+    error = attempt(chain)
+    assert f"its membership reports {code} (from the fleet)" in error and one_line(error)
+    assert writes(world) == []
+
+
+# ============================================================================ 11. Argo CD 2.x label tracking
+def argo_application(world, cluster, name: str, namespace: str = "argocd") -> None:
+    from tests.fake_world import crd_object
+
+    cluster.put("customresourcedefinitions", crd_object("argoproj.io", "applications", "Application"))
+    if ("namespaces", "", namespace) not in cluster.objects:
+        cluster.put("namespaces", {"metadata": {"name": namespace}})
+    cluster.put("applications.argoproj.io", {"metadata": {"name": name, "namespace": namespace}, "spec": {}})
+
+
+def test_argo_cd_2_label_tracking_is_detected_by_its_application():
+    world, cluster, chain = migrating()
+    argo_application(world, cluster, "mesh-config")
+    vs = cluster.objects[("virtualservices.networking.istio.io", "katayan", "katayan-virtualservice")]
+    vs["metadata"]["labels"] = {"app.kubernetes.io/instance": "mesh-config"}
+    error = attempt(chain)
+    assert "1 Istio objects and 0 injection-labelled namespaces are managed by a GitOps tool" in error
+    assert [c for c in writes(world) if "gke-mesh-" not in " ".join(c)] == []
+
+
+def test_the_same_label_from_plain_helm_is_not_refused():
+    world, cluster, chain = migrating()
+    argo_application(world, cluster, "something-else")
+    vs = cluster.objects[("virtualservices.networking.istio.io", "katayan", "katayan-virtualservice")]
+    vs["metadata"]["labels"] = {"app.kubernetes.io/instance": "my-helm-release"}
+    assert chain.up()["verify"]["verified"] is True
+
+
+# ============================================================================ 12. node pool versions
+def test_a_node_pool_a_patch_behind_does_not_stop_the_migration():
+    world, cluster, chain = migrating()
+    world.channel_versions["regular"] = ["1.32.3-gke.1000"]
+    cluster.node_version = "1.32.3-gke.900"
+    assert chain.up()["verify"]["verified"] is True
+
+
+# ============================================================================ 13. TRAFFIC_DIRECTOR leftovers
+def test_synthetic_traffic_director_services_are_deleted_and_neg_annotations_left_and_counted():
+    world, cluster, chain = migrating()
+    (member,) = world.memberships.values()
+    member.implementation = "TRAFFIC_DIRECTOR"
+    cluster.put("services", {"metadata": {"name": "web-synthetic", "namespace": "katayan",
+                                          "labels": {"istio.io/owned-by": "gsmconfig.gke.io"}}, "spec": {}})
+    cluster.put("services", {"metadata": {"name": "web", "namespace": "katayan",
+                                          "annotations": {"cloud.google.com/neg": '{"ingress": true}'}}, "spec": {}})
+    assert chain.up()["verify"]["verified"] is True
+    assert ("services", "katayan", "web-synthetic") not in cluster.objects
+    assert cluster.objects[("services", "katayan", "web")]["metadata"]["annotations"] == {"cloud.google.com/neg": '{"ingress": true}'}
+    assert any("1 synthetic TRAFFIC_DIRECTOR services deleted; 1 other services carry cloud.google.com/neg" in line for line in world.log)

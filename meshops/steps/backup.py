@@ -19,7 +19,9 @@ from meshops.cluster.inventory import collect, crds
 from meshops.cluster.restorable import NotRestorable, check_configmaps, check_istio_objects
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, archive_only, istio_kinds
-from meshops.cluster.preconditions import features_bound_to, features_refusal, gitops_refusal
+from meshops.cluster.preconditions import (
+    ARGO_APPLICATIONS, argo_application_ids, features_bound_to, features_refusal, gitops_refusal
+)
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import Ledger, signed_document
 from meshops.cluster.runs import runs_in
@@ -86,6 +88,13 @@ def refuse_an_implementation_switch(inp: StepInput, backup) -> None:
                          "gke-mesh:migration.acceptTrafficDirector: true to accept it (verify then fails on a switch)")
 
 
+def argo_applications(runner, kube) -> set[str]:
+    """The ids Argo CD 2.x label tracking uses, from the cluster's Applications (none without Argo CD)."""
+    if ARGO_APPLICATIONS not in {c["metadata"]["name"] for c in crds(runner, kube)}:
+        return set()
+    return argo_application_ids(items(runner, kube.get(ARGO_APPLICATIONS, all_namespaces=True)))
+
+
 def refuse_unrestorable(inp: StepInput, runner, kube, backup) -> None:
     """What restore would refuse to apply, found now, before anything changes, instead of after
     the purge, when the only way back would be a restore that refuses."""
@@ -96,6 +105,23 @@ def refuse_unrestorable(inp: StepInput, runner, kube, backup) -> None:
     except NotRestorable as problem:
         raise StepFailed(f"cluster {inp.ctx.cluster}: it holds {problem.what}, which restore would refuse to put back; nothing "
                          "was changed: fix or remove it before migrating") from None
+
+
+REMOTE_SECRET_LABEL = "istio/multiCluster"
+
+
+def refuse_legacy_remote_secrets(inp: StepInput, backup) -> None:
+    """Istio remote secrets (labelled istio/multiCluster=true) are how an in-cluster control
+    plane discovers other clusters; managed Cloud Service Mesh replaces them with
+    `multicluster_mode` in istio-system/asm-options and reports them as LEGACY_MC_SECRETS.
+    The purge deletes istio-system, and the new control plane would not read them back: stop
+    before anything changes."""
+    found = [o["metadata"].get("name", "?") for o in backup.archive
+             if o.get("kind") == "Secret" and str(((o.get("metadata") or {}).get("labels") or {}).get(REMOTE_SECRET_LABEL)) == "true"]
+    if found:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: {len(found)} legacy Istio remote secrets in istio-system "
+                         f"({REMOTE_SECRET_LABEL}=true); managed Cloud Service Mesh uses multicluster_mode in "
+                         "istio-system/asm-options instead: switch to it and remove them before migrating")
 
 
 def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
@@ -199,8 +225,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                          decision.from_revision, inp.options.stack)
         refuse_an_implementation_switch(inp, backup)
         refuse_unrestorable(inp, runner, kube, backup)
+        refuse_legacy_remote_secrets(inp, backup)
         warn_archive_only(inp, tools, backup)
-        gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")))
+        gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")),
+                                argo_applications(runner, kube))
         if gitops:
             raise StepFailed(f"cluster {inp.ctx.cluster}: {gitops}")
         ref = store.write(backup)

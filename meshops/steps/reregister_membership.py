@@ -24,7 +24,7 @@ from typing import Any
 
 from meshops.cluster import gcloud
 from meshops.cluster.fleet_state import membership_listed
-from meshops.cluster.kube import cluster_access
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, in_batches, items
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
 from meshops.steps.backup import refuse_bound_features
@@ -47,7 +47,9 @@ def commands(inp: StepInput) -> list[list[str]]:
             gcloud.list_membership_bindings(ctx, ctx.membership), gcloud.describe_cluster(ctx),
             RECORD_WRITE, gcloud.leave_fleet(ctx), gcloud.join_fleet(ctx),  # registered the GKE way
             gcloud.list_memberships(ctx), gcloud.unregister_membership(ctx, ctx.membership),  # or through the fleet API
-            gcloud.register_membership(ctx, ctx.membership), RECORD_WRITE, gcloud.list_memberships(ctx)]
+            gcloud.register_membership(ctx, ctx.membership),
+            PLAN_KUBE.get("services", all_namespaces=True), PLAN_KUBE.delete("services", ["<synthetic-service>"], "<namespace>"),
+            RECORD_WRITE, gcloud.list_memberships(ctx)]
 
 
 def fleet_names(described: Any, location: str, name: str) -> bool:
@@ -62,6 +64,33 @@ def registered_by_gke(described: Any, location: str, name: str) -> bool:
     through the fleet API (`preRegistered`)."""
     pre_registered = ((described or {}).get("fleet") or {}).get("preRegistered") if isinstance(described, dict) else None
     return fleet_names(described, location, name) and pre_registered is not True
+
+
+SYNTHETIC = ("istio.io/owned-by", "gsmconfig.gke.io")
+NEG_ANNOTATION = "cloud.google.com/neg"
+
+
+def clean_up_traffic_director(inp: StepInput, tools: Tools, kube) -> None:
+    """What the TRAFFIC_DIRECTOR implementation may leave behind once a cluster leaves the fleet
+    (Cloud Service Mesh troubleshooting, "Resolving cleanup issues"): its synthetic Services
+    (labelled istio.io/owned-by=gsmconfig.gke.io) are deleted; `cloud.google.com/neg`
+    annotations are only counted, since a team's own Services carry them too (container-native
+    load balancing) and cannot be told apart: the page's advice is left to the operator."""
+    synthetic: dict[str, list[str]] = {}
+    annotated = 0
+    for service in items(tools.runner, kube.get("services", all_namespaces=True)):
+        meta = service.get("metadata") or {}
+        if (meta.get("labels") or {}).get(SYNTHETIC[0]) == SYNTHETIC[1]:
+            synthetic.setdefault(str(meta.get("namespace", "")), []).append(str(meta.get("name", "")))
+        elif NEG_ANNOTATION in (meta.get("annotations") or {}):
+            annotated += 1
+    for namespace, names in sorted(synthetic.items()):
+        for batch in in_batches(sorted(names)):
+            tools.runner(kube.delete("services", batch, namespace))
+    if synthetic or annotated:
+        tools.log(f"[{inp.ctx.cluster}] reregister-membership: {sum(map(len, synthetic.values()))} synthetic TRAFFIC_DIRECTOR "
+                  f"services deleted; {annotated} other services carry {NEG_ANNOTATION} (left alone: remove those the mesh "
+                  "added, as Cloud Service Mesh's \"Resolving cleanup issues\" page says)")
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -88,6 +117,8 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                 current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.unregister_membership(ctx, name))
             runner(gcloud.register_membership(ctx, name))
+        if inp.decision.implementation == "TRAFFIC_DIRECTOR":
+            clean_up_traffic_director(inp, tools, kube)
         current = ledger.advance(current, current.phase, membership_deleted=False)
         after = run_json(runner, gcloud.list_memberships(ctx))
         try:
