@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import pulumi
 
+from meshops.context import UNSUPPORTED
+
 NAMESPACE = "gke-mesh"
 CHANNELS = ("rapid", "regular", "stable")
 MODES = ("adopt", "create")
@@ -90,6 +92,13 @@ class Migration:
     rerun: str = ""
     """Any new value runs every step of the chain again (it is in each step's `triggers`);
     preflight then resumes an in-flight migration or skips an aligned cluster."""
+    acknowledge_unsupported: bool = False
+    """The stack accepts that Google does not support the in-place channel change (required
+    outside dev-like stacks: UNSUPPORTED)."""
+
+
+DEV_LIKE_STACK = re.compile(r"^(dev|test)\b", re.IGNORECASE)
+"""Stacks that may migrate without the acknowledgement (the policy pack's devStackPattern default)."""
 
 
 @dataclass(frozen=True)
@@ -285,6 +294,7 @@ _MIGRATION_KEYS = {
     "acceptTrafficDirector": ("accept_traffic_director", _boolean),
     "acceptMembershipFeatures": ("accept_membership_features", lambda key, value: _feature_names(key, value)),
     "rerun": ("rerun", lambda key, value: _string(key, value, _RERUN_RE, _RERUN_RULE)),
+    "acknowledgeUnsupported": ("acknowledge_unsupported", _boolean),
 }
 
 
@@ -476,7 +486,20 @@ def parse_settings(raw: Mapping[str, Any], stack: str = "stack") -> Settings:
         promotion=parse_promotion(f"{NAMESPACE}:promotion", raw.get(f"{NAMESPACE}:promotion", "{}")),
         stack=stack,
     )
+    require_acknowledgement(settings)
     return settings
+
+
+def require_acknowledgement(settings: Settings) -> None:
+    """Outside dev-like stacks, the in-place chain runs only once the stack file says it accepts
+    that Google does not support it: before anything is registered, in one line."""
+    if DEV_LIKE_STACK.match(settings.stack):
+        return
+    unacknowledged = [c.name for c in settings.clusters if c.migration.enabled and not c.migration.acknowledge_unsupported]
+    if unacknowledged:
+        raise ConfigError(f"{NAMESPACE}:migration.acknowledgeUnsupported: stack {settings.stack} would migrate "
+                          f"{', '.join(unacknowledged[:3])}{' …' if len(unacknowledged) > 3 else ''} in place. {UNSUPPORTED}. "
+                          "Set acknowledgeUnsupported: true under gke-mesh:migration to accept it, or migration.enabled: false")
 
 
 def running_config() -> dict[str, Any]:

@@ -25,6 +25,13 @@ GUARD_KEY = PREFIX + "GUARD"
 """The guard resource's stdout, from Pulumi state: its id names the resource that holds the
 owner claim (a renamed guard's old resource must not release its successor's claim)."""
 _SAFE_VALUE = re.compile(r"[A-Za-z0-9._/:@=,-]*")
+UNSUPPORTED = ("Google does not support changing a managed Cloud Service Mesh's release channel in place, nor switching a "
+               "membership from manual back to automatic management (Cloud Service Mesh, \"Supported features (managed)\", "
+               "limitations); each migrating cluster runs without sidecars and with mTLS relaxed for about 12 minutes "
+               "(measured: bench/README.md, most of it Google's provisioning). The supported way is a new cluster on the "
+               "target channel")
+"""Said on the README's first screen, by preflight when it migrates, and by the config check
+that asks non-dev stacks to acknowledge it."""
 _CHANNELS = ("rapid", "regular", "stable")
 
 

@@ -107,11 +107,16 @@ class FakeCluster:
     objects: dict[tuple[str, str, str], dict] = field(default_factory=dict)
     crds_return_once: bool = False
     reconciles_left: int = 0  # how many more times the fleet re-creates deleted mesh CRDs
-    version: str = "1.32.3-gke.1000"  # the field report's GKE version
+    version: str = "1.32.3-gke.1000"  # the June 2025 write-up's GKE version
+    node_version: str | None = None
+    """The node pool's version when it differs from the control plane's."""
     autopilot: bool = False
     pod_counter: int = 0
     fleet_membership: str | None = None
-    """The cluster's own `fleet.membership` when registered the GKE way (container v1 Cluster.fleet)."""
+    """The cluster's own `fleet.membership` (container v1 Cluster.fleet), however it was registered."""
+    pre_registered: bool = False
+    """container v1 Fleet.preRegistered: "whether the cluster has been registered through the
+    fleet API" (`memberships register`), rather than with `clusters create/update --fleet-project`."""
 
     # ---------------------------------------------------------------- object store
     def resource_info(self, resource: str) -> tuple[str, str, bool]:
@@ -315,6 +320,8 @@ class FakeWorld:
         self.channel_versions = {ch: ["1.32.3-gke.1000"] for ch in ("rapid", "regular", "stable")}
         self.operations: list[dict] = []
         self.other_features: list[dict] = []
+        self.membership_bindings: dict[tuple[str, str], list[dict]] = {}
+        """(location, membership) -> its scope bindings (gkehub v1 MembershipBinding), for `memberships bindings list`."""
         """Fleet features other than servicemesh (Feature messages), for `fleet features list`."""
         self.project_numbers: dict[str, str] = {}
         """Project id -> number (`gcloud projects describe`); unlisted projects: PROJECT_NUMBER."""
@@ -332,8 +339,8 @@ class FakeWorld:
             key = (membership_location or location, membership or name)
             self.memberships[key] = Membership(cluster, provisioning_started=-10_000, revision=revision_of(channel))
             cluster.install_control_plane(revision_of(channel))
-            if gke_registered:
-                cluster.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{key[0]}/memberships/{key[1]}"
+            cluster.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{key[0]}/memberships/{key[1]}"
+            cluster.pre_registered = not gke_registered
         return cluster
 
     def tools(self, cache=None) -> Tools:
@@ -418,8 +425,9 @@ class FakeWorld:
                     "releaseChannel": {"channel": c.channel.upper()} if c.channel != "unspecified" else {},
                     "workloadIdentityConfig": {"workloadPool": f"{c.project}.svc.id.goog"},
                     "currentMasterVersion": c.version, "autopilot": {"enabled": c.autopilot},
-                    **({"fleet": {"project": PROJECT_NUMBER, "membership": c.fleet_membership}} if c.fleet_membership else {}),
-                    "nodePools": [{"name": "default-pool", "version": c.version,
+                    **({"fleet": {"project": PROJECT_NUMBER, "membership": c.fleet_membership, "preRegistered": c.pre_registered}}
+                       if c.fleet_membership else {}),
+                    "nodePools": [{"name": "default-pool", "version": c.node_version or c.version,
                                    "config": {"workloadMetadataConfig": {"mode": "GKE_METADATA"}}}]}
         if words[:2] == ["container", "get-server-config"]:
             # container v1 ServerConfig: each channel's versions (a version in all three by default).
@@ -441,11 +449,22 @@ class FakeWorld:
                      "endpoint": {"gkeCluster": {"resourceLink": f"//container.googleapis.com/projects/{m.cluster.project}/locations/{m.cluster.location}/clusters/{m.cluster.name}"}}}
                     for (loc, name), m in sorted(self.memberships.items())]
         if words[:4] == ["container", "fleet", "memberships", "delete"]:
-            member = self._membership(flags, words[4])
-            del self.memberships[(flags["location"], words[4])]
-            if (member.cluster.fleet_membership or "").endswith(f"/locations/{flags['location']}/memberships/{words[4]}"):
-                member.cluster.fleet_membership = None  # the cluster's fleet link goes with it (our reading)
+            self._delete_membership(self._membership(flags, words[4]), flags["location"], words[4])
             return ""
+        if words[:4] == ["container", "fleet", "memberships", "unregister"]:
+            # gcloud 528 _UnregisterGKE: get the membership, check its resource link, delete it;
+            # a membership already gone is not an error (surface/container/fleet/memberships/unregister.py).
+            member = self.memberships.get((flags.get("location"), words[4]))
+            if member is None:
+                return ""
+            link = f"//container.googleapis.com/{flags['gke-uri'].split('/v1/', 1)[1]}"
+            cluster_link = f"//container.googleapis.com/projects/{member.cluster.project}/locations/{member.cluster.location}/clusters/{member.cluster.name}"
+            if link != cluster_link:
+                raise FakeError(f"membership [{words[4]}] is associated with a different GKE cluster link {cluster_link}")
+            self._delete_membership(member, flags["location"], words[4])
+            return ""
+        if words[:5] == ["container", "fleet", "memberships", "bindings", "list"]:
+            return list(self.membership_bindings.get((flags.get("location"), flags.get("membership")), []))
         if words[:4] == ["container", "fleet", "memberships", "register"]:
             if (flags.get("location"), words[4]) in self.memberships:
                 raise FakeError(f"ALREADY_EXISTS: membership {words[4]}")
@@ -454,6 +473,8 @@ class FakeWorld:
             cluster = self.clusters[name]
             assert (cluster.project, cluster.location) == (project, location)
             self.memberships[(flags["location"], words[4])] = Membership(cluster, management=None)
+            cluster.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{flags['location']}/memberships/{words[4]}"
+            cluster.pre_registered = True
             return ""
         if words[:4] == ["container", "fleet", "mesh", "describe"]:
             return self._describe_mesh()
@@ -486,6 +507,15 @@ class FakeWorld:
             return self._bucket(words[3])
         raise FakeError(f"fake gcloud does not know: {' '.join(args)}")
 
+    def _delete_membership(self, member: "Membership", location: str, name: str) -> None:
+        """The fleet API refuses a membership with sub-resources (scope bindings): gcloud 528 sends
+        no `force` (issue "Google's rules, round two", item 4; gkehub v1 DeleteMembershipRequest.force)."""
+        if self.membership_bindings.get((location, name)):
+            raise FakeError(f"FAILED_PRECONDITION: membership {name} has sub-resources (bindings); delete them first")
+        del self.memberships[(location, name)]
+        if (member.cluster.fleet_membership or "").endswith(f"/locations/{location}/memberships/{name}"):
+            member.cluster.fleet_membership = None  # the cluster's fleet link goes with it (our reading)
+
     def _gke_registration(self, c: FakeCluster, flags: dict[str, str]) -> str:
         """`clusters update --clear-fleet-project` unregisters a GKE-registered cluster (GKE
         deletes its membership); `--fleet-project` registers it under a membership named after
@@ -494,13 +524,16 @@ class FakeWorld:
         region = c.location if c.location.count("-") == 1 else c.location.rsplit("-", 1)[0]
         if "clear-fleet-project" in flags:
             if c.fleet_membership:
-                self.memberships.pop((c.fleet_membership.split("/locations/")[1].split("/")[0], c.fleet_membership.rsplit("/", 1)[1]), None)
+                location, name = c.fleet_membership.split("/locations/")[1].split("/")[0], c.fleet_membership.rsplit("/", 1)[1]
+                if (location, name) in self.memberships:
+                    self._delete_membership(self.memberships[(location, name)], location, name)
             c.fleet_membership = None
             return ""
         if c.fleet_membership:
             raise FakeError(f"FAILED_PRECONDITION: cluster {c.name} is already registered to a fleet")
         self.memberships[(region, c.name)] = Membership(c, management=None)
         c.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{region}/memberships/{c.name}"
+        c.pre_registered = False
         return ""
 
     def _mesh_entry(self, member: Membership) -> dict:

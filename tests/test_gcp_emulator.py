@@ -216,22 +216,41 @@ def test_memberships_list_delete_register(g, emu):
     assert listed[0]["endpoint"]["gkeCluster"]["resourceLink"] == \
         f"//container.googleapis.com/projects/{FLEET}/locations/{LOCATION}/clusters/dev-cluster-1"
 
-    g.ok(gcloud.delete_membership(CTX, "dev-m"))
+    # gcloud 528's unregister of a GKE cluster: GET the membership, compare its resource link,
+    # DELETE; no Kubernetes client (surface/container/fleet/memberships/unregister.py).
+    emu.clear_log()
+    g.ok(gcloud.unregister_membership(CTX, "dev-m"))
+    assert [r for r in emu.mutating_requests()] and all("/memberships/dev-m" in r[1] for r in emu.mutating_requests())
     assert g.json(gcloud.list_memberships(CTX)) == []
     assert "fleet" not in g.json(gcloud.describe_cluster(CTX))
-    gone = g(gcloud.delete_membership(CTX, "dev-m"))
-    assert gone.returncode == 1 and "NOT_FOUND" in gone.stderr
+    again = g(gcloud.unregister_membership(CTX, "dev-m"))
+    assert again.returncode == 0 and "was not found on the fleet" in again.stderr, "a membership already gone: not an error"
 
     g.ok(gcloud.register_membership(CTX, "dev-m"))
+    fleet = g.json(gcloud.describe_cluster(CTX))["fleet"]
+    assert fleet["preRegistered"] is True and fleet["membership"].endswith("/memberships/dev-m"), "registered through the fleet API"
     listed = g.json(gcloud.list_memberships(CTX))
     assert listed[0]["endpoint"]["gkeCluster"]["resourceLink"].startswith("//container.googleapis.com/projects/")
     assert listed[0]["authority"]["issuer"] == \
         f"https://container.googleapis.com/v1/projects/{FLEET}/locations/{LOCATION}/clusters/dev-cluster-1"
-    again = g(gcloud.register_membership(CTX, "dev-m"))
-    assert again.returncode == 1 and "already exists" in again.stderr
+    again = g(gcloud.register_membership(CTX, "dev-m"))  # gcloud finds it registered with this very cluster and would update it
+    assert again.returncode == 1 and "already registered with the cluster" in again.stderr
     # A freshly registered membership is in no mesh: no spec, DISABLED state.
     state = mesh_state(g.json(gcloud.describe_mesh(FLEET)), LOCATION, "dev-m")
     assert (state.management, state.control_plane_state) == ("", "DISABLED")
+
+
+def test_a_membership_with_scope_bindings_is_not_unregistered(g, emu):
+    """gkehub v1 DeleteMembershipRequest.force: without it (gcloud 528 never sends it) a
+    membership with subresources is not deleted."""
+    project, = [p for p in {m[0] for m in emu.world.memberships}]
+    emu.world.membership_bindings[(project, LOCATION, "dev-m")] = [
+        {"name": f"projects/{FLEET}/locations/{LOCATION}/memberships/dev-m/bindings/team-a", "scope": "scopes/team-a"}]
+    listed = g.json(gcloud.list_membership_bindings(CTX, "dev-m"))
+    assert [b["name"].rsplit("/", 1)[-1] for b in listed] == ["team-a"]
+    refused = g(gcloud.unregister_membership(CTX, "dev-m"))
+    assert refused.returncode == 1 and "subresources" in refused.stderr
+    assert [m["name"] for m in g.json(gcloud.list_memberships(CTX))] == [f"projects/{FLEET}/locations/{LOCATION}/memberships/dev-m"]
 
 
 def test_describe_mesh_is_read_only(g, emu):

@@ -320,7 +320,7 @@ def test_a_gke_registered_cluster_is_re_registered_the_gke_way_and_resumes_after
     `memberships delete` on it. GKE refuses the join once; a plain retry joins without
     leaving again; a revert instead would find the membership missing by our own doing."""
     world, cluster, chain = field_report()
-    cluster.fleet_membership = "//gkehub.googleapis.com/projects/123456789012/locations/asia-northeast1/memberships/dev-cluster-1"
+    cluster.pre_registered = False  # container v1 Fleet.preRegistered: registered with clusters update, not the fleet API
     before = mesh_view(cluster)
     world.fail(lambda argv: argv[:4] == ["gcloud", "container", "clusters", "update"] and any(a.startswith("--fleet-project=") for a in argv),
                "FAILED_PRECONDITION: refused once")
@@ -332,6 +332,7 @@ def test_a_gke_registered_cluster_is_re_registered_the_gke_way_and_resumes_after
     updates = [c for c in world.calls if c[:4] == ["gcloud", "container", "clusters", "update"]]
     assert sum("--clear-fleet-project" in c for c in updates) == 1 and sum(any(a.startswith("--fleet-project=") for a in c) for c in updates) == 2
     assert not [c for c in world.calls if c[:5] in (["gcloud", "container", "fleet", "memberships", "delete"],
+                                                    ["gcloud", "container", "fleet", "memberships", "unregister"],
                                                     ["gcloud", "container", "fleet", "memberships", "register"])]
     assert cluster.fleet_membership.endswith("/memberships/dev-cluster-1")
 
@@ -342,7 +343,7 @@ def test_turning_re_registration_off_after_the_membership_left_stops_with_the_fi
     membership that no longer exists: one line naming the fix, the backup kept; setting it
     back finishes the migration."""
     world, cluster, chain = field_report()
-    cluster.fleet_membership = "//gkehub.googleapis.com/projects/123456789012/locations/asia-northeast1/memberships/dev-cluster-1"
+    cluster.pre_registered = False  # container v1 Fleet.preRegistered: registered with clusters update, not the fleet API
     before = mesh_view(cluster)
     world.fail(lambda argv: argv[:4] == ["gcloud", "container", "clusters", "update"] and any(a.startswith("--fleet-project=") for a in argv),
                "FAILED_PRECONDITION: refused once")

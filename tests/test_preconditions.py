@@ -70,8 +70,8 @@ def test_pure_rules():
     config = {"channels": [{"channel": "REGULAR", "validVersions": ["1.32.3"], "defaultVersion": "1.32.3"}]}
     assert channel_refusal(ok, config, "regular") is None
     assert "no stable channel" in channel_refusal(ok, config, "stable")
-    stale_nodes = {**ok, "nodePools": [{"name": "a", "version": "1.31.0"}]}
-    assert "node pool versions 1.31.0" in channel_refusal(stale_nodes, config, "regular")
+    behind = {**ok, "nodePools": [{"name": "a", "version": "1.32.2"}]}  # a patch behind: normal, GKE does not refuse it
+    assert channel_refusal(behind, config, "regular") is None
     assert identity_refusal(ok) is None
     assert "Workload Identity is off" in identity_refusal({**ok, "workloadIdentityConfig": {}})
     no_metadata = {**ok, "nodePools": [{"name": "legacy", "config": {"workloadMetadataConfig": {"mode": "GCE_METADATA"}}}]}
@@ -138,11 +138,17 @@ def test_a_cluster_in_another_project_is_told_the_exact_service_agent_grants_wit
     hub_agent = "service-111111111111@gcp-sa-gkehub.iam.gserviceaccount.com"
     for project, member, role in (("my-project-123456", mesh_agent, "anthosservicemesh.serviceAgent"),
                                   ("team-project-2", mesh_agent, "anthosservicemesh.serviceAgent"),
+                                  ("team-project-2", hub_agent, "gkehub.serviceAgent"),
                                   ("team-project-2", hub_agent, "gkehub.crossProjectServiceAgent")):
         grant = f"gcloud projects add-iam-policy-binding {project} --member=serviceAccount:{member} --role=roles/{role}"
         assert grant in printed, "preflight prints it before anything changes"
         assert grant in diagnosis.fix, "and a stall's diagnosis repeats it"
     assert "PROJECT_NUMBER" not in printed + diagnosis.fix
+    denied = MeshState(found=True, control_plane_state="STALLED",
+                       conditions=(Condition("MESH_IAM_CROSS_PROJECT_PERMISSION_DENIED", "cross-project"),))
+    cross = diagnose(denied, ctx, "team-cluster", None, decision.fleet_project_number)
+    assert cross.code == "MESH_IAM_CROSS_PROJECT_PERMISSION_DENIED" and "on the cluster project team-project-2" in cross.cause
+    assert "--role=roles/gkehub.crossProjectServiceAgent" in cross.fix and "--role=roles/gkehub.serviceAgent" in cross.fix
 
 
 def test_a_cluster_in_the_fleet_project_gets_no_cross_project_lines():

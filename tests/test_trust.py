@@ -277,7 +277,7 @@ def test_kubectl_builders_refuse_flag_like_values_everywhere():
 def test_flag_like_membership_names_never_reach_gcloud():
     from meshops.cluster import gcloud
 
-    for build in (gcloud.delete_membership, gcloud.register_membership):
+    for build in (gcloud.unregister_membership, gcloud.register_membership, gcloud.list_membership_bindings):
         with pytest.raises(StepFailed, match="refusing to use membership"):
             build(context(), "--project=attacker")
     with pytest.raises(StepFailed, match="refusing to use membership"):

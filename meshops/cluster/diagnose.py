@@ -1,7 +1,9 @@
 """Fleet state code -> likely cause -> the command that fixes it.
 
-Sources: DOMAIN.md §5 (Google's feature-state troubleshooting pages and the field
-report, whose first run stalled because connectgateway was off).
+Sources: Cloud Service Mesh troubleshooting, "Resolve feature state conditions" and
+"Troubleshoot managed Cloud Service Mesh" (a first run that stalls with REVISION_STALLED when
+connectgateway.googleapis.com is off is a known case), and the condition codes of gcloud
+528's generated gkehub v1 client (gkehub_v1_messages.py, MembershipState Condition Code).
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ def service_agent_grants(ctx: StepContext, fleet_number: str = "") -> list[str]:
     """The roles the fleet's service agents need, as the exact commands that grant them.
 
     The mesh service agent of the fleet host project needs roles/anthosservicemesh.serviceAgent
-    (DOMAIN.md §4) on the fleet host project and, for a cluster in another project, on that
-    project too (the cluster project is documented by Google; the fleet project was found
-    missing from the docs in googlecloudplatform/anthos-service-mesh-packages issue 1417).
-    A cluster in another project also needs the fleet host's GKE Hub service agent granted
-    roles/gkehub.crossProjectServiceAgent on the cluster project (GKE fleet docs, "register
-    a cluster to a fleet in another project"; recalled, not found in our search corpus: if
-    the role name is refused, the older docs' roles/gkehub.serviceAgent is its predecessor).
-    Without the fleet project's number the member is written with PROJECT_NUMBER to fill in.
+    (Cloud Service Mesh, "Provision a managed control plane") on the fleet host project and,
+    for a cluster in another project, on that project too (the cluster project is documented
+    by Google; the fleet project was found missing from the docs in
+    googlecloudplatform/anthos-service-mesh-packages issue 1417). A cluster in another project
+    also needs the fleet host's GKE Hub service agent granted both roles/gkehub.serviceAgent
+    and roles/gkehub.crossProjectServiceAgent on the cluster project, as Terraform's GKE
+    module does for a membership in another project (terraform-google-kubernetes-engine,
+    modules/fleet-membership). Without the fleet project's number the member is written with
+    PROJECT_NUMBER to fill in.
     """
     number = fleet_number or "PROJECT_NUMBER"
     mesh_agent = f"serviceAccount:service-{number}@gcp-sa-servicemesh.iam.gserviceaccount.com"
@@ -48,6 +51,7 @@ def service_agent_grants(ctx: StepContext, fleet_number: str = "") -> list[str]:
     grants = [f"gcloud projects add-iam-policy-binding {ctx.fleet_project} --member={mesh_agent} --role=roles/anthosservicemesh.serviceAgent"]
     if ctx.project != ctx.fleet_project:
         grants += [f"gcloud projects add-iam-policy-binding {ctx.project} --member={mesh_agent} --role=roles/anthosservicemesh.serviceAgent",
+                   f"gcloud projects add-iam-policy-binding {ctx.project} --member={hub_agent} --role=roles/gkehub.serviceAgent",
                    f"gcloud projects add-iam-policy-binding {ctx.project} --member={hub_agent} --role=roles/gkehub.crossProjectServiceAgent"]
     return grants
 
@@ -79,6 +83,9 @@ def diagnose(state: MeshState, ctx: StepContext, membership: str, enabled_apis: 
                          f"{agent_role} && {_reapply(ctx, membership)}")
     if "MESH_IAM_PERMISSION_DENIED" in codes:
         return Diagnosis("MESH_IAM_PERMISSION_DENIED", "the mesh service agent lacks its role", agent_role)
+    if "MESH_IAM_CROSS_PROJECT_PERMISSION_DENIED" in codes:
+        return Diagnosis("MESH_IAM_CROSS_PROJECT_PERMISSION_DENIED",
+                         f"the fleet host project's service agents lack their roles on the cluster project {ctx.project}", agent_role)
     for code in ("NODEPOOL_WORKLOAD_IDENTITY_FEDERATION_REQUIRED", "WORKLOAD_IDENTITY_REQUIRED"):
         if code in codes:
             return Diagnosis(code, "Workload Identity is off on the cluster or a node pool",

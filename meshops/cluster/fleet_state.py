@@ -13,6 +13,8 @@ class Condition:
     severity: str = ""
 
 
+BLOCKING_PROVISIONING = ("LEGACY_MC_SECRETS", "MANAGED_CNI_NOT_ENABLED", "NON_STANDARD_BINARY_USAGE",
+                         "UNSUPPORTED_GATEWAY_CLASS", "CONFIG_VALIDATION_ERROR")
 _MODERNIZATION_NOT_BLOCKING = ("MODERNIZATION_SCHEDULED", "MODERNIZATION_WILL_BE_SCHEDULED", "MODERNIZATION_COMPLETED",
                                "MODERNIZATION_ABORTED")
 
@@ -53,6 +55,14 @@ class MeshState:
                     and condition.severity != "INFO"):
                 return condition.code
         return None
+
+    def blocking_provisioning(self) -> list[Condition]:
+        """Conditions the membership reports now that would stop the new control plane: legacy
+        multi-cluster secrets, managed CNI off, a non-standard proxy binary, an unsupported
+        gateway class, configuration that fails validation (gcloud 528's gkehub v1 messages,
+        MembershipState condition codes; Cloud Service Mesh troubleshooting, "Resolve feature
+        state conditions"). A new installation lands on TRAFFIC_DIRECTOR, which enforces them."""
+        return [c for c in self.conditions if c.code in BLOCKING_PROVISIONING]
 
     def codes(self) -> list[str]:
         return [c.code for c in (*self.control_plane_details, *self.data_plane_details, *self.conditions)]

@@ -50,9 +50,21 @@ def set_mesh_management(ctx: StepContext, membership: str, management: str) -> l
             f"--memberships={names.membership(membership)}", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}"]
 
 
-def delete_membership(ctx: StepContext, membership: str) -> list[str]:
-    return ["gcloud", "container", "fleet", "memberships", "delete", names.membership(membership),
-            f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
+def unregister_membership(ctx: StepContext, membership: str) -> list[str]:
+    """Unregister a GKE cluster registered through the fleet API. Without
+    --uninstall-connect-agent, gcloud 528 reads the membership, checks that its resource link
+    is this cluster's, and deletes it, with no Kubernetes client; a membership already gone is
+    not an error (surface/container/fleet/memberships/unregister.py, _UnregisterGKE).
+    `memberships delete` is documented for stale memberships only (its help text)."""
+    return ["gcloud", "container", "fleet", "memberships", "unregister", names.membership(membership),
+            f"--gke-uri={cluster_uri(ctx)}", f"--project={ctx.fleet_project}", f"--location={ctx.membership_location}", "--quiet"]
+
+
+def list_membership_bindings(ctx: StepContext, membership: str) -> list[str]:
+    """The membership's scope bindings (gkehub v1 memberships.bindings.list): a membership with
+    sub-resources is not deleted (gcloud 528 sends no `force`)."""
+    return ["gcloud", "container", "fleet", "memberships", "bindings", "list", f"--membership={names.membership(membership)}",
+            f"--location={ctx.membership_location}", f"--project={ctx.fleet_project}", "--format=json"]
 
 
 def cluster_uri(ctx: StepContext) -> str:

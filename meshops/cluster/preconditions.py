@@ -13,8 +13,10 @@ Sources (issue "Correct on a real fleet"; DOMAIN.md's review facts):
 - Managed Cloud Service Mesh needs Workload Identity on the cluster (workloadPool) and
   GKE_METADATA on every node pool (provisioning reports WORKLOAD_IDENTITY_REQUIRED /
   NODEPOOL_WORKLOAD_IDENTITY_FEDERATION_REQUIRED only after the teardown otherwise).
-Where Google's pages are silent (whether node versions must also be valid in the target
-channel), the safer reading is taken: they must.
+Node pools' versions are not checked against the target channel: no Google page requires
+every node pool to run one of the channel's versions (a pool a patch behind its control plane
+is normal, and GKE upgrades it within the Kubernetes version-skew policy); only what GKE
+refuses is refused (issue "Google's rules, round two", item 12).
 """
 
 from __future__ import annotations
@@ -34,9 +36,6 @@ def channel_refusal(described: dict, server_config: Any, target: str) -> str | N
         return (f"its control plane version {master or '?'} is not one of the {target} channel's versions "
                 f"(GKE would refuse the channel change after the teardown); upgrade or downgrade to a {target} version first "
                 f"(e.g. {offered.get('defaultVersion', 'its default')})")
-    stale = sorted({str(p.get("version", "")) for p in described.get("nodePools") or [] if str(p.get("version", "")) not in valid})
-    if stale:
-        return f"node pool versions {', '.join(stale)} are not {target} channel versions; upgrade the node pools first"
     return None
 
 
@@ -72,23 +71,42 @@ def identity_refusal(described: dict) -> str | None:
 GITOPS_MARKS = ("configsync.gke.io/", "configmanagement.gke.io/", "argocd.argoproj.io/",
                 "kustomize.toolkit.fluxcd.io/", "helm.toolkit.fluxcd.io/")
 """Labels and annotations the GitOps tools put on what they manage (Config Sync's
-configsync.gke.io/* and configmanagement.gke.io/*, Argo CD's argocd.argoproj.io/*
-tracking annotation, Flux's *.toolkit.fluxcd.io/*). Argo CD's older label tracking
-(app.kubernetes.io/instance) is not used: Helm sets it too, without any controller."""
+configsync.gke.io/* and configmanagement.gke.io/*, Argo CD 3's argocd.argoproj.io/*
+tracking annotation, Flux's *.toolkit.fluxcd.io/*)."""
+ARGO_LABEL = "app.kubernetes.io/instance"
+"""Argo CD 2.x tracks what an Application manages by this label (its default `label`
+tracking method; annotation tracking is the default from 3.0: Argo CD docs, "Resource
+Tracking", and the 2.14 -> 3.0 upgrade notes). Helm sets the same label without any
+controller, so it counts only when its value names an Argo CD Application found in the
+cluster (`<name>`, or `<namespace>_<name>` for an application outside Argo CD's namespace)."""
+ARGO_APPLICATIONS = "applications.argoproj.io"
 
 
-def gitops_refusal(objects: list[dict], namespaces: list[dict]) -> str | None:
+def argo_application_ids(applications: list[dict]) -> set[str]:
+    """The label values Argo CD 2.x label tracking would write for these Applications."""
+    found = set()
+    for app in applications:
+        meta = app.get("metadata") or {}
+        name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+        if name:
+            found |= {name, f"{namespace}_{name}"}
+    return found
+
+
+def gitops_refusal(objects: list[dict], namespaces: list[dict], argo_ids: set[str] | None = None) -> str | None:
     """Objects (or injection-labelled namespaces) a GitOps tool owns would be re-created during
     the purge or fight the restore and the relabelling."""
     def managed(obj: dict) -> bool:
         meta = obj.get("metadata") or {}
         keys = [*(meta.get("labels") or {}), *(meta.get("annotations") or {})]
-        return any(k.startswith(GITOPS_MARKS) for k in keys)
+        return (any(k.startswith(GITOPS_MARKS) for k in keys)
+                or str((meta.get("labels") or {}).get(ARGO_LABEL, "")) in (argo_ids or set()) - {""})
     owned = [o for o in objects if managed(o)]
     labelled = [n for n in namespaces if managed(n) and set((n.get("metadata") or {}).get("labels") or {}) & {"istio-injection", "istio.io/rev"}]
     if owned or labelled:
         return (f"{len(owned)} Istio objects and {len(labelled)} injection-labelled namespaces are managed by a GitOps tool "
-                "(Config Sync, Argo CD or Flux marks): it would re-create them during the purge and fight the restore; "
+                "(Config Sync, Argo CD (its tracking annotation, or 2.x's app.kubernetes.io/instance label naming an "
+                "Application) or Flux marks): it would re-create them during the purge and fight the restore; "
                 "pause sync for them first")
     return None
 

@@ -27,8 +27,11 @@ ISTIO_TOP_LEVEL = {"apiVersion", "kind", "metadata", "spec"}
 CONFIGMAP_TOP_LEVEL = {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"}
 METADATA_FIELDS = {"name", "namespace", "labels", "annotations"}
 MESH_CONFIG_NAMESPACE = "istio-system"
-MESH_CONFIG_NAME = re.compile(r"istio-asm-managed(-rapid|-stable)?")
-"""The managed revisions' mesh config maps (`istio-<revision>`), the only config maps restore applies."""
+MESH_CONFIG_NAME = re.compile(r"istio-asm-managed(-rapid|-stable)?|asm-options")
+"""The config maps restore applies: the managed revisions' mesh config (`istio-<revision>`)
+and `asm-options`, which holds `multicluster_mode` (Cloud Service Mesh, "Configure managed
+Cloud Service Mesh" / modernization configuration): without it, a re-provisioned control plane
+stops discovering the other clusters' endpoints."""
 
 
 class NotRestorable(StepFailed):

@@ -19,7 +19,9 @@ from meshops.cluster.inventory import collect, crds
 from meshops.cluster.restorable import NotRestorable, check_configmaps, check_istio_objects
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, archive_only, istio_kinds
-from meshops.cluster.preconditions import features_bound_to, features_refusal, gitops_refusal
+from meshops.cluster.preconditions import (
+    ARGO_APPLICATIONS, argo_application_ids, features_bound_to, features_refusal, gitops_refusal
+)
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import Ledger, signed_document
 from meshops.cluster.runs import runs_in
@@ -44,7 +46,8 @@ def commands(inp: StepInput) -> list[list[str]]:
     k = PLAN_KUBE
     uri = inp.options.backup_uri
     bucket = [gcloud.describe_bucket("gs://" + uri.removeprefix("gs://").split("/", 1)[0])] if uri.startswith("gs://") else []
-    features = [gcloud.list_features(inp.ctx.fleet_project)] if inp.options.reregister_membership else []
+    features = ([gcloud.list_features(inp.ctx.fleet_project), gcloud.list_membership_bindings(inp.ctx, inp.ctx.membership)]
+                if inp.options.reregister_membership else [])
     unfinished = [gcloud.list_objects(f"{inp.backup_folder()}/**")] if uri.startswith("gs://") else []
     return [gcloud.describe_cluster(inp.ctx), RECORD_READ, *unfinished, *bucket, *features, k.get("customresourcedefinitions"),
             k.get("<istio-resource>", all_namespaces=True), k.get("namespaces"), k.get("pods", all_namespaces=True),
@@ -85,6 +88,13 @@ def refuse_an_implementation_switch(inp: StepInput, backup) -> None:
                          "gke-mesh:migration.acceptTrafficDirector: true to accept it (verify then fails on a switch)")
 
 
+def argo_applications(runner, kube) -> set[str]:
+    """The ids Argo CD 2.x label tracking uses, from the cluster's Applications (none without Argo CD)."""
+    if ARGO_APPLICATIONS not in {c["metadata"]["name"] for c in crds(runner, kube)}:
+        return set()
+    return argo_application_ids(items(runner, kube.get(ARGO_APPLICATIONS, all_namespaces=True)))
+
+
 def refuse_unrestorable(inp: StepInput, runner, kube, backup) -> None:
     """What restore would refuse to apply, found now, before anything changes, instead of after
     the purge, when the only way back would be a restore that refuses."""
@@ -97,6 +107,23 @@ def refuse_unrestorable(inp: StepInput, runner, kube, backup) -> None:
                          "was changed: fix or remove it before migrating") from None
 
 
+REMOTE_SECRET_LABEL = "istio/multiCluster"
+
+
+def refuse_legacy_remote_secrets(inp: StepInput, backup) -> None:
+    """Istio remote secrets (labelled istio/multiCluster=true) are how an in-cluster control
+    plane discovers other clusters; managed Cloud Service Mesh replaces them with
+    `multicluster_mode` in istio-system/asm-options and reports them as LEGACY_MC_SECRETS.
+    The purge deletes istio-system, and the new control plane would not read them back: stop
+    before anything changes."""
+    found = [o["metadata"].get("name", "?") for o in backup.archive
+             if o.get("kind") == "Secret" and str(((o.get("metadata") or {}).get("labels") or {}).get(REMOTE_SECRET_LABEL)) == "true"]
+    if found:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: {len(found)} legacy Istio remote secrets in istio-system "
+                         f"({REMOTE_SECRET_LABEL}=true); managed Cloud Service Mesh uses multicluster_mode in "
+                         "istio-system/asm-options instead: switch to it and remove them before migrating")
+
+
 def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
     """Objects of Istio kinds no current control plane serves are kept, not restored: say so
     before anything changes, so nobody expects them back."""
@@ -107,8 +134,11 @@ def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
 
 
 def refuse_bound_features(inp: StepInput, runner) -> None:
-    """Re-registration would drop the fleet features bound to the membership: refuse unless
-    each is acknowledged (or re-registration is off)."""
+    """Re-registration would drop the fleet features bound to the membership (refused unless
+    each is acknowledged), and cannot delete a membership that has sub-resources: gcloud 528's
+    `memberships delete`/`unregister` send no `force`, and the API refuses a membership with
+    scope bindings, which would stop the chain after the teardown. Checked at backup time and
+    again right before the membership goes (or re-registration is off)."""
     if not inp.options.reregister_membership:
         return
     fleet_ids = tuple(x for x in (inp.ctx.fleet_project, inp.decision.fleet_project_number) if x)
@@ -117,6 +147,22 @@ def refuse_bound_features(inp: StepInput, runner) -> None:
     problem = features_refusal(bound, config_of, inp.options.accepted_features())
     if problem:
         raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
+    bindings = scope_bindings(run_json(runner, gcloud.list_membership_bindings(inp.ctx, inp.decision.membership)))
+    if bindings:
+        raise StepFailed(f"cluster {inp.ctx.cluster}: its membership {inp.decision.membership} has {len(bindings)} fleet scope "
+                         f"binding(s) ({', '.join(bindings[:3])}), and the fleet API does not delete a membership with "
+                         "sub-resources; re-registration would stop after the teardown. Delete them (gcloud container fleet "
+                         "memberships bindings delete) and re-create them after the move, or set "
+                         "gke-mesh:migration.reregisterMembership: false")
+
+
+def scope_bindings(listed: Any) -> list[str]:
+    """Short names of a `memberships bindings list` answer (gkehub v1 MembershipBinding.name)."""
+    if listed in (None, ""):
+        return []
+    if not isinstance(listed, list):
+        raise StepFailed("gcloud container fleet memberships bindings list returned no list")
+    return sorted(str(b.get("name", "?")).rsplit("/", 1)[-1] for b in listed if isinstance(b, dict))
 
 
 def refuse_unfinished_run(inp: StepInput, ledger: Ledger, tools: Tools) -> None:
@@ -179,8 +225,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                          decision.from_revision, inp.options.stack)
         refuse_an_implementation_switch(inp, backup)
         refuse_unrestorable(inp, runner, kube, backup)
+        refuse_legacy_remote_secrets(inp, backup)
         warn_archive_only(inp, tools, backup)
-        gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")))
+        gitops = gitops_refusal([o for objs in backup.objects.values() for o in objs], items(runner, kube.get("namespaces")),
+                                argo_applications(runner, kube))
         if gitops:
             raise StepFailed(f"cluster {inp.ctx.cluster}: {gitops}")
         ref = store.write(backup)

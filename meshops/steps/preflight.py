@@ -18,7 +18,7 @@ from meshops.cluster.objects import AUTHORIZATION_POLICY, identity_bound_allow
 from meshops.cluster.preconditions import channel_refusal, identity_refusal, kind_refusal, operation_refusal
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.cluster.record import MigrationRecord
-from meshops.context import Decision, StepContext, StepInput, channel_of_revision, revision_of
+from meshops.context import UNSUPPORTED, Decision, StepContext, StepInput, channel_of_revision, revision_of
 from meshops.steps.common import OWNER_READ, RECORD_READ, finish, ledger_of, rolled_back
 from meshops.steps.release_channel import current_channel
 
@@ -111,6 +111,17 @@ def resolve_membership(ctx: StepContext, memberships: Any, number: str) -> str:
                      f"register it first: gcloud container fleet memberships register {ctx.membership} "
                      f"--gke-uri={gcloud.cluster_uri(ctx)} --enable-workload-identity --project {ctx.fleet_project} "
                      f"--location {ctx.membership_location}")
+
+
+def refuse_blocking_conditions(ctx: StepContext, state) -> None:
+    """A condition that would stop the new control plane's provisioning, found before the old
+    one is taken down (issue "Google's rules, round two", item 8)."""
+    blocking = state.blocking_provisioning()
+    if blocking:
+        shown = "; ".join(f"{c.code} ({c.details[:80]})" if c.details else c.code for c in blocking)
+        raise StepFailed(f"cluster {ctx.cluster}: its membership reports {shown}: re-provisioning would stop on it after the "
+                         "teardown; fix it first (Cloud Service Mesh troubleshooting, \"Resolve feature state conditions\"), "
+                         "then run `pulumi up` again")
 
 
 def refuse_unsettled_mesh(ctx: StepContext, state) -> None:
@@ -234,6 +245,7 @@ def run(inp: StepInput, tools: Tools) -> Decision:
                                 from_channel=mesh_channel, from_revision=from_revision, membership=membership, run_id=run_id, **common)
         else:
             refuse_unsettled_mesh(ctx, state)
+            refuse_blocking_conditions(ctx, state)
             refuse_unmovable(ctx, runner, described, target)
             refuse_user_workloads(inp, runner, kube)
             if AUTHORIZATION_POLICY in crd_names:
@@ -247,6 +259,8 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             ledger.create(MigrationRecord(stack=stack, run_id=run_id, cluster=ctx.cluster, project=ctx.project,
                                           location=ctx.location, from_channel=decision.from_channel, to_channel=target,
                                           from_revision=from_revision, membership=membership))
+    if decision.migrate:
+        tools.log(f"[{ctx.cluster}] preflight: note: {UNSUPPORTED}")
     if decision.migrate and ctx.project != ctx.fleet_project:
         report_cross_project_grants(ctx, fleet_number, tools)
     tools.log(f"[{ctx.cluster}] preflight: {decision.action}: {decision.reason}")

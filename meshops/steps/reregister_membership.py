@@ -1,12 +1,21 @@
 """Unregister and re-register the fleet membership, the way it was registered.
 
 Google does not support going from manual back to automatic management on the same
-membership; the field report succeeded only after re-registering, with
-`clusters update --fleet-project`. A cluster whose own `fleet` block names the membership
-(registered the GKE way) leaves and joins the fleet that way (`--clear-fleet-project`, then
-`--fleet-project`); a membership made with `memberships register` is deleted and
-registered again under its configured name (`--gke-uri`). Which way is recorded before
-anything changes. Running it again is safe: management is manual at this point.
+membership (Cloud Service Mesh, "Supported features (managed)", limitations), nor does it
+recommend unregistering and registering again (fleet docs, "Unregister a cluster": Workload
+Identity can change); re-registration is this workaround's way round the first, and can be
+turned off (`reregisterMembership: false`).
+
+The cluster's own `fleet` block decides how (container v1 Cluster.fleet: `membership`, and
+`preRegistered`, "whether the cluster has been registered through the fleet API"): a
+cluster registered with `clusters create/update --fleet-project` (fleet.membership names
+it, preRegistered false) leaves and joins that way (`--clear-fleet-project`, then
+`--fleet-project`), as the fleet unregister page documents for those clusters; a cluster
+registered through the fleet API is unregistered with `memberships unregister --gke-uri`
+(which checks the membership is this cluster's and deletes it, with no Kubernetes client:
+gcloud 528 surface/container/fleet/memberships/unregister.py) and registered again under its
+configured name. Which way is recorded before anything changes. Running it again is safe:
+management is manual at this point.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import Any
 
 from meshops.cluster import gcloud
 from meshops.cluster.fleet_state import membership_listed
-from meshops.cluster.kube import cluster_access
+from meshops.cluster.kube import PLAN_KUBE, cluster_access, in_batches, items
 from meshops.cluster.process import StepFailed, Tools, run_json
 from meshops.context import StepInput
 from meshops.steps.backup import refuse_bound_features
@@ -34,17 +43,54 @@ OPTIONS = ("reregister_membership", "accept_membership_features")
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_features(ctx.fleet_project), gcloud.describe_cluster(ctx),
+    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_features(ctx.fleet_project),
+            gcloud.list_membership_bindings(ctx, ctx.membership), gcloud.describe_cluster(ctx),
             RECORD_WRITE, gcloud.leave_fleet(ctx), gcloud.join_fleet(ctx),  # registered the GKE way
-            gcloud.list_memberships(ctx), gcloud.delete_membership(ctx, ctx.membership),  # or with memberships register
-            gcloud.register_membership(ctx, ctx.membership), RECORD_WRITE, gcloud.list_memberships(ctx)]
+            gcloud.list_memberships(ctx), gcloud.unregister_membership(ctx, ctx.membership),  # or through the fleet API
+            gcloud.register_membership(ctx, ctx.membership),
+            PLAN_KUBE.get("services", all_namespaces=True), PLAN_KUBE.delete("services", ["<synthetic-service>"], "<namespace>"),
+            RECORD_WRITE, gcloud.list_memberships(ctx)]
+
+
+def fleet_names(described: Any, location: str, name: str) -> bool:
+    """Whether the cluster's own `fleet` block names this membership (it is registered)."""
+    membership = str(((described or {}).get("fleet") or {}).get("membership", "")) if isinstance(described, dict) else ""
+    return membership.endswith(f"/locations/{location}/memberships/{name}")
 
 
 def registered_by_gke(described: Any, location: str, name: str) -> bool:
-    """Whether the cluster's own `fleet` block (container v1 Cluster.fleet.membership) names
-    this membership: it was registered the GKE way (`clusters update --fleet-project`)."""
-    membership = str(((described or {}).get("fleet") or {}).get("membership", "")) if isinstance(described, dict) else ""
-    return membership.endswith(f"/locations/{location}/memberships/{name}")
+    """Whether the cluster was registered the GKE way (`clusters create/update
+    --fleet-project`): its fleet block names the membership and it was not registered
+    through the fleet API (`preRegistered`)."""
+    pre_registered = ((described or {}).get("fleet") or {}).get("preRegistered") if isinstance(described, dict) else None
+    return fleet_names(described, location, name) and pre_registered is not True
+
+
+SYNTHETIC = ("istio.io/owned-by", "gsmconfig.gke.io")
+NEG_ANNOTATION = "cloud.google.com/neg"
+
+
+def clean_up_traffic_director(inp: StepInput, tools: Tools, kube) -> None:
+    """What the TRAFFIC_DIRECTOR implementation may leave behind once a cluster leaves the fleet
+    (Cloud Service Mesh troubleshooting, "Resolving cleanup issues"): its synthetic Services
+    (labelled istio.io/owned-by=gsmconfig.gke.io) are deleted; `cloud.google.com/neg`
+    annotations are only counted, since a team's own Services carry them too (container-native
+    load balancing) and cannot be told apart: the page's advice is left to the operator."""
+    synthetic: dict[str, list[str]] = {}
+    annotated = 0
+    for service in items(tools.runner, kube.get("services", all_namespaces=True)):
+        meta = service.get("metadata") or {}
+        if (meta.get("labels") or {}).get(SYNTHETIC[0]) == SYNTHETIC[1]:
+            synthetic.setdefault(str(meta.get("namespace", "")), []).append(str(meta.get("name", "")))
+        elif NEG_ANNOTATION in (meta.get("annotations") or {}):
+            annotated += 1
+    for namespace, names in sorted(synthetic.items()):
+        for batch in in_batches(sorted(names)):
+            tools.runner(kube.delete("services", batch, namespace))
+    if synthetic or annotated:
+        tools.log(f"[{inp.ctx.cluster}] reregister-membership: {sum(map(len, synthetic.values()))} synthetic TRAFFIC_DIRECTOR "
+                  f"services deleted; {annotated} other services carry {NEG_ANNOTATION} (left alone: remove those the mesh "
+                  "added, as Cloud Service Mesh's \"Resolving cleanup issues\" page says)")
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
@@ -62,15 +108,17 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         current = ledger.advance(current, "registered")  # before any change: the record never under-states
         if current.registration == "gke":
             # The field report's way: GKE unregisters and registers its own membership.
-            if registered_by_gke(described, ctx.membership_location, name):
+            if fleet_names(described, ctx.membership_location, name):
                 current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.leave_fleet(ctx))
             runner(gcloud.join_fleet(ctx))
         else:
             if membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
                 current = ledger.advance(current, current.phase, membership_deleted=True)
-                runner(gcloud.delete_membership(ctx, name))
+                runner(gcloud.unregister_membership(ctx, name))
             runner(gcloud.register_membership(ctx, name))
+        if inp.decision.implementation == "TRAFFIC_DIRECTOR":
+            clean_up_traffic_director(inp, tools, kube)
         current = ledger.advance(current, current.phase, membership_deleted=False)
         after = run_json(runner, gcloud.list_memberships(ctx))
         try:

@@ -26,6 +26,7 @@ from meshops.cluster.record import Ledger, MigrationRecord
 from meshops.context import StepInput, revision_of
 from meshops.steps.common import RECORD_READ, backup_ref, finish, ledger_of, owner_of, this_run, write_copy
 from meshops.steps.reinject import relabel
+from meshops.steps.restore import carried_configmaps
 from meshops.steps.release_channel import current_channel
 from meshops.steps.wait_ready import delays
 
@@ -118,8 +119,15 @@ def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, pods: lis
         # the backup this verify compares with is what the cluster is meant to hold.
         current, ref, backup = supplement_if_drifted(inp, tools, ledger, current, backup)
     live = live_objects(runner, ledger.kube, istio_kinds(crds(runner, ledger.kube)))
-    return (differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running,
-                        expected_injected(backup, current, inp.decision.from_revision)), current, backup)
+    problems = differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running,
+                           expected_injected(backup, current, inp.decision.from_revision))
+    carried = carried_configmaps(backup, inp.decision.from_revision, expected)
+    if carried:
+        now = {m["metadata"]["name"]: m for m in items(runner, ledger.kube.get("configmaps", namespace="istio-system"))}
+        wrong = [c["metadata"]["name"] for c in carried if (now.get(c["metadata"]["name"]) or {}).get("data") != c.get("data")]
+        if wrong:
+            problems.append(f"{len(wrong)} istio-system mesh config maps ({', '.join(sorted(wrong))}) differ from the backup")
+    return problems, current, backup
 
 
 def run(inp: StepInput, tools: Tools) -> dict[str, Any]:

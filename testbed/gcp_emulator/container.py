@@ -48,7 +48,7 @@ def cluster_json(world: World, c: Cluster) -> dict:
         # container v1 Fleet: project, membership ("//gkehub.googleapis.com/projects/NUM/
         # locations/LOC/memberships/NAME"), preRegistered.
         body["fleet"] = {"project": world.number_of(world.fleet_project) or world.fleet_project,
-                         "membership": c.fleet_membership, "preRegistered": False}
+                         "membership": c.fleet_membership, "preRegistered": c.pre_registered}
     return body
 
 
@@ -82,6 +82,7 @@ def _update_fleet(world: World, c: Cluster, project: str) -> dict:
     region = c.location if c.location.count("-") == 1 else c.location.rsplit("-", 1)[0]
     register_membership(world, fleet, region, c.name, f"//container.googleapis.com/projects/{c.project}/locations/{c.location}/clusters/{c.name}")
     c.fleet_membership = f"//gkehub.googleapis.com/projects/{world.number_of(fleet) or fleet}/locations/{region}/memberships/{c.name}"
+    c.pre_registered = False
     return _operation(world, c, "UPDATE_CLUSTER")
 
 

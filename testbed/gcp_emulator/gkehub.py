@@ -29,10 +29,13 @@ V = r"/gkehub/(?P<version>v1|v1beta|v1alpha|v2|v2beta|v2alpha)"
 P = V + r"/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 
 
-def membership_json(world: World, m: Membership) -> dict:
+def membership_json(world: World, m: Membership, link_host: str | None = None) -> dict:
+    """`link_host`: the resource link as gcloud builds it under the emulator's container
+    endpoint override (see get_membership)."""
     cluster = world.cluster_of_link(m.link)
+    link = m.link if link_host is None else m.link.replace("//container.googleapis.com/", f"//{link_host}/container/", 1)
     return {"name": f"projects/{m.project}/locations/{m.location}/memberships/{m.name}",
-            "endpoint": {"gkeCluster": {"resourceLink": m.link, **({} if cluster else {"clusterMissing": True})}},
+            "endpoint": {"gkeCluster": {"resourceLink": link, **({} if cluster else {"clusterMissing": True})}},
             "authority": {"issuer": m.issuer, "workloadIdentityPool": f"{m.project}.svc.id.goog",
                           "identityProvider": f"https://gkehub.googleapis.com/projects/{m.project}/locations/{m.location}/memberships/{m.name}"},
             "state": {"code": "READY"}, "createTime": m.created, "updateTime": m.created,
@@ -92,8 +95,14 @@ def register(router: Router, world: World) -> None:
                                   if p == pid and location in ("-", loc)]}
 
     def get_membership(req: Request, version: str, project: str, location: str, name: str):
+        # gcloud 528's `memberships unregister --gke-uri` compares this link with one it builds
+        # from the effective container endpoint (command_lib/container/fleet/memberships/
+        # gke_util.py, ConstructGKEClusterResourceLinkAndURI). Google answers //container.googleapis.com/...,
+        # which is what gcloud builds without an override; under the emulator's override gcloud
+        # builds //127.0.0.1:PORT/container/..., so one membership answers its link in that form.
+        # Lists keep Google's form, which the project's own checks read (fleet_state.registers).
         with world.lock:
-            return membership_json(world, _member(world, project, location, name))
+            return membership_json(world, _member(world, project, location, name), req.headers.get("host", "127.0.0.1"))
 
     def create_membership(req: Request, version: str, project: str, location: str):
         body = req.json()
@@ -102,16 +111,32 @@ def register(router: Router, world: World) -> None:
         with world.lock:
             pid = world.known_project(project)
             m = register_membership(world, pid, location, name, link, str((body.get("authority") or {}).get("issuer", "")))
+            cluster = world.cluster_of_link(link)
+            if cluster is not None:  # our reading: the cluster's fleet block names a membership made through the fleet API
+                cluster.fleet_membership = f"//gkehub.googleapis.com/projects/{world.number_of(pid) or pid}/locations/{location}/memberships/{name}"
+                cluster.pre_registered = True
             return operation(world, pid, location, membership_json(world, m), "google.cloud.gkehub.v1.Membership")
 
     def delete_membership(req: Request, version: str, project: str, location: str, name: str):
         with world.lock:
             m = _member(world, project, location, name)
+            if world.membership_bindings.get((m.project, m.location, m.name)):
+                # gkehub v1 DeleteMembershipRequest.force: "If set to true, any subresource from this
+                # Membership will also be deleted. Otherwise, the request will only work if the
+                # Membership has no subresource." gcloud 528 never sets it.
+                raise ApiError(400, f"Membership 'projects/{project}/locations/{location}/memberships/{name}' has "
+                                    "subresources; set force to delete them", "FAILED_PRECONDITION")
             del world.memberships[(m.project, m.location, m.name)]
             cluster = world.cluster_of_link(m.link)
             if cluster is not None and cluster.fleet_membership and cluster.fleet_membership.endswith(f"/locations/{location}/memberships/{name}"):
                 cluster.fleet_membership = None  # our reading: the cluster's fleet link goes with it
             return operation(world, m.project, location, None, "google.protobuf.Empty")
+
+    def list_bindings(req: Request, version: str, project: str, location: str, name: str):
+        with world.lock:
+            m = _member(world, project, location, name)
+            found = world.membership_bindings.get((m.project, m.location, m.name), [])
+            return {"membershipBindings": found} if found else {}
 
     def get_feature(req: Request, version: str, project: str, location: str, feature_name: str):
         with world.lock:
@@ -194,6 +219,7 @@ def register(router: Router, world: World) -> None:
     router.add("POST", P + r"/memberships", create_membership)
     router.add("GET", P + r"/memberships/(?P<name>[^/]+)", get_membership)
     router.add("DELETE", P + r"/memberships/(?P<name>[^/]+)", delete_membership)
+    router.add("GET", P + r"/memberships/(?P<name>[^/]+)/bindings", list_bindings)
     router.add("GET", P + r"/features", list_features)
     router.add("GET", P + r"/features/(?P<feature_name>[^/]+)", get_feature)
     router.add("PATCH", P + r"/features/(?P<feature_name>[^/]+)", patch_feature)

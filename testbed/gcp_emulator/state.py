@@ -35,7 +35,10 @@ class Cluster:
     ca_pem: bytes
     autopilot: bool
     hooks: MeshHooks
-    fleet_membership: str | None = None  # container v1 Fleet.membership, set when registered the GKE way
+    fleet_membership: str | None = None  # container v1 Fleet.membership, however the cluster was registered
+    pre_registered: bool = False
+    """container v1 Fleet.preRegistered: "whether the cluster has been registered through the fleet
+    API" (a membership created for it), rather than with `clusters update --fleet-project`."""
     workload_pool: bool = True
     node_metadata_mode: str = "GKE_METADATA"
 
@@ -123,6 +126,8 @@ class World:
         self.buckets: dict[str, Bucket] = {}
         self.other_features: list[dict] = []
         """Fleet features other than servicemesh (gkehub v1 Feature messages), as a test sets them."""
+        self.membership_bindings: dict[tuple[str, str, str], list[dict]] = {}
+        """(project, location, membership) -> its scope bindings (gkehub v1 MembershipBinding), as a test sets them."""
         self.uploads: dict[str, Upload] = {}
         self.hub_operations: dict[str, dict] = {}
         self.counter = 0
