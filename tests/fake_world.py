@@ -223,9 +223,16 @@ class FakeCluster:
             self.put("clusterroles", {"metadata": {"name": name}})
             self.put("clusterrolebindings", {"metadata": {"name": name}})
 
-    def injection_for(self, namespace: str) -> str | None:
-        """The revision a pod started now in `namespace` is injected with, if any."""
+    def injection_for(self, namespace: str, pod_labels: dict | None = None) -> str | None:
+        """The revision a pod started now in `namespace` is injected with, if any. The pod's
+        own labels come first (Istio docs, "Installing the sidecar": `sidecar.istio.io/inject:
+        "false"` opts a pod out; `istio.io/rev` on a pod selects a revision, or a tag of one)."""
         active = self.installed_revision()
+        pod_labels = pod_labels or {}
+        if pod_labels.get("sidecar.istio.io/inject") == "false":
+            return None
+        if "istio.io/rev" in pod_labels:
+            return self._revision_or_tag(active, pod_labels["istio.io/rev"])
         labels = self.objects[("namespaces", "", namespace)]["metadata"].get("labels") or {}
         if active and labels.get("istio.io/rev") == active:
             return active
@@ -233,19 +240,26 @@ class FakeCluster:
             return active
         # A revision tag: `istio.io/rev=<tag>` is served by the webhook istio-revision-tag-<tag>,
         # which points at a revision (Istio docs, "Canary upgrades", stable revision labels).
-        tag_hook = self.objects.get(("mutatingwebhookconfigurations", "", f"istio-revision-tag-{labels.get('istio.io/rev')}"))
-        if active and tag_hook and (tag_hook["metadata"].get("labels") or {}).get("istio.io/rev") == active:
+        return self._revision_or_tag(active, labels.get("istio.io/rev"))
+
+    def _revision_or_tag(self, active: str | None, label: str | None) -> str | None:
+        """The running revision when `label` names it, or a tag webhook pointing at it."""
+        if not active or not label:
+            return None
+        if label == active:
             return active
-        return None
+        tag_hook = self.objects.get(("mutatingwebhookconfigurations", "", f"istio-revision-tag-{label}"))
+        return active if tag_hook and (tag_hook["metadata"].get("labels") or {}).get("istio.io/rev") == active else None
 
     def start_pods(self, namespace: str, kind: str, name: str, replicas: int) -> None:
         owner = {"Deployment": ("ReplicaSet", f"{name}-rs")}.get(kind, (kind, name))
         for key in [k for k, o in self.objects.items() if k[0] == "pods" and k[1] == namespace
                     and (o["metadata"].get("ownerReferences") or [{}])[0].get("name") == owner[1]]:
             del self.objects[key]
-        revision = self.injection_for(namespace)
         workload = self.objects.get((f"{kind.lower()}s", namespace, name)) or {}
-        template_annotations = (((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+        template_meta = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        revision = self.injection_for(namespace, template_meta.get("labels") or {})
+        template_annotations = template_meta.get("annotations") or {}
         gateway = template_annotations.get(GATEWAY_TEMPLATE) == "gateway"
         for _ in range(replicas):
             self.pod_counter += 1
@@ -320,6 +334,8 @@ class FakeWorld:
         self.channel_versions = {ch: ["1.32.3-gke.1000"] for ch in ("rapid", "regular", "stable")}
         self.operations: list[dict] = []
         self.other_features: list[dict] = []
+        self.fleet_default_management: str | None = None
+        """gkehub v1 Feature.fleetDefaultMemberConfig.mesh.management: what a joining membership gets."""
         self.membership_bindings: dict[tuple[str, str], list[dict]] = {}
         """(location, membership) -> its scope bindings (gkehub v1 MembershipBinding), for `memberships bindings list`."""
         """Fleet features other than servicemesh (Feature messages), for `fleet features list`."""
@@ -472,7 +488,7 @@ class FakeWorld:
                 flags["gke-uri"].split("/locations/", 1)[1].split("/")[0], flags["gke-uri"].rsplit("/", 1)[1]
             cluster = self.clusters[name]
             assert (cluster.project, cluster.location) == (project, location)
-            self.memberships[(flags["location"], words[4])] = Membership(cluster, management=None)
+            self.memberships[(flags["location"], words[4])] = self._joining(cluster)
             cluster.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{flags['location']}/memberships/{words[4]}"
             cluster.pre_registered = True
             return ""
@@ -486,9 +502,10 @@ class FakeWorld:
             assert "disable" not in words
             member = self._membership(flags, flags["memberships"])
             if flags["management"] == "automatic":
-                member.management = "MANAGEMENT_AUTOMATIC"
-                member.provisioning_started = self.clock
-                member.revision = revision_of(member.cluster.channel)
+                if member.management != "MANAGEMENT_AUTOMATIC":  # already automatic (a fleet default): nothing restarts
+                    member.management = "MANAGEMENT_AUTOMATIC"
+                    member.provisioning_started = self.clock
+                    member.revision = revision_of(member.cluster.channel)
             else:
                 member.management = "MANAGEMENT_MANUAL"
                 member.cluster.reconciles_left = 1  # the fleet reconciles once more after the switch
@@ -506,6 +523,14 @@ class FakeWorld:
         if words[:3] == ["storage", "buckets", "describe"]:
             return self._bucket(words[3])
         raise FakeError(f"fake gcloud does not know: {' '.join(args)}")
+
+    def _joining(self, cluster: FakeCluster) -> "Membership":
+        """A membership that joins the fleet: in no mesh, unless the fleet's default member config
+        sets mesh management (then it provisions at once, on the cluster's channel now)."""
+        if self.fleet_default_management == "MANAGEMENT_AUTOMATIC":
+            return Membership(cluster, management="MANAGEMENT_AUTOMATIC", provisioning_started=self.clock,
+                              revision=revision_of(cluster.channel))
+        return Membership(cluster, management=None)
 
     def _delete_membership(self, member: "Membership", location: str, name: str) -> None:
         """The fleet API refuses a membership with sub-resources (scope bindings): gcloud 528 sends
@@ -531,7 +556,7 @@ class FakeWorld:
             return ""
         if c.fleet_membership:
             raise FakeError(f"FAILED_PRECONDITION: cluster {c.name} is already registered to a fleet")
-        self.memberships[(region, c.name)] = Membership(c, management=None)
+        self.memberships[(region, c.name)] = self._joining(c)
         c.fleet_membership = f"//gkehub.googleapis.com/projects/{PROJECT_NUMBER}/locations/{region}/memberships/{c.name}"
         c.pre_registered = False
         return ""
@@ -562,8 +587,10 @@ class FakeWorld:
             if member.management:
                 specs[key] = {"mesh": {"management": member.management}}
             states[key] = self._mesh_entry(member)
+        default = {"fleetDefaultMemberConfig": {"mesh": {"management": self.fleet_default_management}}} \
+            if self.fleet_default_management else {}
         return {"name": f"projects/{self.fleet_project}/locations/global/features/servicemesh",
-                "membershipSpecs": specs, "membershipStates": states}
+                "membershipSpecs": specs, "membershipStates": states, **default}
 
     # gcloud storage: `cp - URL` writes stdin to one object, `cat URL` prints it (gcloud
     # reference pages for `storage cp` and `storage cat`); a missing object fails with
@@ -719,10 +746,16 @@ class FakeWorld:
                 cluster.start_pods(flags["namespace"], BUILTIN[resource][0], name, workload["spec"].get("replicas", 1))
             return ""
         if verb == "patch":
-            obj = cluster.objects.get((words[1], flags.get("namespace", ""), words[2]))
+            resource = ALIASES.get(words[1], words[1])
+            obj = cluster.objects.get((resource, flags.get("namespace", ""), words[2]))
             if obj is None:
                 raise FakeError(f'{words[1]} "{words[2]}" not found')
-            merge(obj, json.loads(flags["patch"]))
+            patch = json.loads(flags["patch"])
+            merge(obj, patch)
+            if resource in ("deployments", "statefulsets", "daemonsets") and "template" in (patch.get("spec") or {}):
+                # A pod template change rolls the workload out (Kubernetes docs, Deployments: "a
+                # Deployment's rollout is triggered if and only if the Pod template is changed").
+                cluster.start_pods(flags["namespace"], BUILTIN[resource][0], words[2], (obj.get("spec") or {}).get("replicas", 1))
             return ""
         if verb == "apply":
             assert "server-side" in flags and "force-conflicts" in flags and flags["filename"] == "-"

@@ -229,3 +229,54 @@ def test_synthetic_traffic_director_services_are_deleted_and_neg_annotations_lef
     assert ("services", "katayan", "web-synthetic") not in cluster.objects
     assert cluster.objects[("services", "katayan", "web")]["metadata"]["annotations"] == {"cloud.google.com/neg": '{"ingress": true}'}
     assert any("1 synthetic TRAFFIC_DIRECTOR services deleted; 1 other services carry cloud.google.com/neg" in line for line in world.log)
+
+
+# ============================================================================ 5. fleet defaults
+def test_a_fleet_default_member_config_provisions_at_join_and_preflight_says_so():
+    """gkehub v1 Feature.fleetDefaultMemberConfig.mesh.management: a joining membership gets it,
+    so the re-registered membership provisions at once, on the channel the cluster then has."""
+    world, cluster, chain = migrating()
+    world.fleet_default_management = "MANAGEMENT_AUTOMATIC"
+    before = mesh_view(cluster)
+    results = chain.up()
+    assert results["verify"]["verified"] is True and results["verify"]["revision"] == "asm-managed"
+    assert any("default member config sets mesh management automatic" in line for line in world.log)
+    assert mesh_view(cluster) == before
+
+
+# ============================================================================ 7. pod-template revision labels
+def rev_labelled_deployment(cluster, namespace: str, name: str, label: str, gateway: bool = False) -> None:
+    cluster.put("namespaces", {"metadata": {"name": namespace}})  # no namespace label: the pods' own label injects them
+    cluster.add_deployment(namespace, name, gateway=gateway)
+    deployment = cluster.objects[("deployments", namespace, name)]
+    deployment["spec"]["template"] = {"metadata": {"labels": {"istio.io/rev": label},
+                                                   **({"annotations": {"inject.istio.io/templates": "gateway"}} if gateway else {})}}
+
+
+def test_pod_templates_labelled_for_the_old_revision_move_to_the_new_one():
+    """Istio chooses injection by pod labels as well as namespace labels (istio.io/rev on the
+    pod template): uninject takes the old revision's label off (recorded first), reinject labels
+    the template for the new revision, verify checks every such workload."""
+    world, cluster, chain = migrating()
+    rev_labelled_deployment(cluster, "payments", "api", "asm-managed-rapid")
+    results = chain.up()
+    assert results["verify"]["verified"] is True
+    labels = cluster.objects[("deployments", "payments", "api")]["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"istio.io/rev": "asm-managed"}
+    api_pods = [p for p in cluster.injected_pods("asm-managed") if p["metadata"]["namespace"] == "payments"]
+    assert len(api_pods) == 2
+
+
+def test_verify_fails_when_one_workload_of_a_namespace_lost_its_sidecar():
+    """A partial loss: the namespace still runs injected pods, one workload does not."""
+    world, cluster, chain = migrating()
+    cluster.add_deployment("katayan", "worker")
+    from tests.chain_driver import Cancelled
+
+    with pytest.raises(Cancelled):
+        chain.up(stop_after="reinject")
+    worker = cluster.objects[("deployments", "katayan", "worker")]
+    worker["spec"]["template"] = {"metadata": {"labels": {"sidecar.istio.io/inject": "false"}}}
+    cluster.start_pods("katayan", "Deployment", "worker", 2)
+    error = attempt(chain)
+    assert "1 workloads that ran a sidecar before run pods without one on asm-managed" in error

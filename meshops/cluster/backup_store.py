@@ -101,6 +101,9 @@ class Backup:
     project: str = ""
     location: str = ""
     format: int = FORMAT_VERSION
+    injected_workloads: list[str] = field(default_factory=list)
+    """namespace/kind/name of every workload with a sidecar at backup time: verify checks each
+    one runs a sidecar of the new revision again (a namespace count alone misses a partial loss)."""
 
     @property
     def object_count(self) -> int:
@@ -124,7 +127,8 @@ class Backup:
                           "run_id": self.run_id, "objects": self.objects, "namespaces": self.namespaces,
                           "injected": self.injected, "configmaps": self.configmaps, "archive": self.archive,
                           **({"revision_tags": self.revision_tags} if self.revision_tags else {}),
-                          "stack": self.stack, "project": self.project, "location": self.location})
+                          "stack": self.stack, "project": self.project, "location": self.location,
+                          **({"injected_workloads": self.injected_workloads} if self.injected_workloads else {})})
 
     def manifest(self, content: bytes) -> bytes:
         return canonical({
@@ -169,7 +173,7 @@ def parse(manifest_bytes: bytes, content_bytes: bytes, where: str) -> Backup:
                         _objects(data["objects"]), _label_map(data["namespaces"]), dict(data["injected"]),
                         _object_list(data["configmaps"]), _object_list(data["archive"]), dict(data.get("revision_tags") or {}),
                         str(data.get("stack", "")), str(data.get("project", "")), str(data.get("location", "")),
-                        int(manifest["format"]))
+                        int(manifest["format"]), [str(w) for w in data.get("injected_workloads") or []])
         actual = sorted((r, o["metadata"].get("namespace", ""), o["metadata"].get("name", ""), digest(o))
                         for r, objs in backup.objects.items() for o in objs)
         expected = sorted((e["resource"], e["namespace"], e["name"], e["sha256"]) for e in manifest["objects"])

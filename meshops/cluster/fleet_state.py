@@ -72,6 +72,14 @@ class MeshState:
         return f"control plane {self.control_plane_state} ({detail}), data plane {self.data_plane_state}"
 
 
+def fleet_default_management(described: Any) -> str:
+    """The mesh management the fleet gives a membership that joins it (gkehub v1
+    Feature.fleetDefaultMemberConfig.mesh.management), or "" when the fleet sets none."""
+    if not isinstance(described, dict):
+        return ""
+    return str((((described.get("fleetDefaultMemberConfig") or {}).get("mesh") or {}).get("management")) or "")
+
+
 def _conditions(raw: Any) -> tuple[Condition, ...]:
     if not isinstance(raw, list):
         return ()

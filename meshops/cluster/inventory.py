@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from meshops.cluster.backup_store import Backup, sanitized
 from meshops.cluster.kube import Kube, in_batches, items
-from meshops.cluster.objects import MESH_GROUP, Kind, is_istio_group, istio_kinds
+from meshops.cluster.objects import MESH_GROUP, REVISION_LABEL, Kind, is_istio_group, istio_kinds
 from meshops.cluster.process import Runner, StepFailed
 from meshops.cluster.restorable import MESH_CONFIG_NAME
 from meshops.context import StepContext
@@ -82,7 +83,10 @@ def collect(runner: Runner, kube: Kube, ctx: StepContext, from_channel: str, to_
     backup = Backup(ctx.cluster, from_channel, to_channel, run_id, stack=stack, project=ctx.project, location=ctx.location)
     backup.objects = live_objects(runner, kube, kinds)
     backup.namespaces = injection_labels(runner, kube)
-    backup.injected = dict(sorted(Counter(p["metadata"].get("namespace", "") for p in injected_pods(runner, kube)).items()))
+    pods = injected_pods(runner, kube)
+    backup.injected = dict(sorted(Counter(p["metadata"].get("namespace", "") for p in pods).items()))
+    workloads, _ = owners_of(pods, items(runner, kube.get("replicasets", all_namespaces=True)))
+    backup.injected_workloads = sorted(f"{w.namespace}/{w.ref}" for w in workloads)
     backup.configmaps = mesh_configmaps(runner, kube)
     backup.revision_tags = revision_tags(runner, kube)
     contents = mesh_namespace_contents(runner, kube)
@@ -143,6 +147,37 @@ def owners_of(pods: list[dict], replicasets: list[dict]) -> tuple[set[Workload],
         else:
             orphans.append(f"{ns}/{meta.get('name')}")
     return workloads, orphans
+
+
+TEMPLATE_LABELS = ("spec", "template", "metadata", "labels")
+
+
+def template_revision(workload: dict) -> str | None:
+    """The `istio.io/rev` label of a workload's pod template (Istio chooses a pod's injection by
+    its own labels as well as its namespace's: Istio docs, "Installing the sidecar", and
+    "Canary upgrades": revision labels on pods), or None."""
+    labels: Any = workload
+    for key in TEMPLATE_LABELS:
+        labels = labels.get(key) if isinstance(labels, dict) else None
+    value = (labels or {}).get(REVISION_LABEL) if isinstance(labels, dict) else None
+    return str(value) if value else None
+
+
+def revision_labelled(runner: Runner, kube: Kube, revision: str, tags: dict[str, str]) -> dict[str, str]:
+    """namespace/kind/name -> label, for every Deployment, StatefulSet and DaemonSet whose pod
+    template is labelled for `revision` (directly, or through a tag that points at it)."""
+    found = {}
+    for obj in items(runner, kube.get("deployments,statefulsets,daemonsets", all_namespaces=True)):
+        label = template_revision(obj)
+        if label is not None and (label == revision or tags.get(label) == revision):
+            meta = obj.get("metadata") or {}
+            found[f"{meta.get('namespace', '')}/{str(obj.get('kind', '')).lower()}/{meta.get('name', '')}"] = label
+    return dict(sorted(found.items()))
+
+
+def template_label_patch(value: str | None) -> dict:
+    """The merge patch setting (or, with None, removing) a pod template's istio.io/rev label."""
+    return {"spec": {"template": {"metadata": {"labels": {REVISION_LABEL: value}}}}}
 
 
 def workloads_in(runner: Runner, kube: Kube, namespaces: set[str]) -> set[Workload]:

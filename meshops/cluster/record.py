@@ -96,6 +96,9 @@ class MigrationRecord:
     """namespace -> the injection labels uninject removed (written before it did): reinject and
     verify use these with the backup's, so a namespace onboarded after the backup gets its
     labels back."""
+    relabelled_workloads: dict[str, str] = field(default_factory=dict)
+    """namespace/kind/name -> the pod-template istio.io/rev label uninject took off (written
+    before it did): reinject labels them for the new revision, verify checks them."""
     restore_verified: bool = False
     """restore put every object back and checked its digest (cleared when a purge starts)."""
     registration: str = ""
@@ -140,12 +143,14 @@ class MigrationRecord:
     def from_content(cls, data: Any, resource_version: str = "") -> "MigrationRecord":
         try:
             record = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in
-                            ("backup", "earlier_backups", "removed_policies", "uninjected", "resource_version")},
+                            ("backup", "earlier_backups", "removed_policies", "uninjected", "relabelled_workloads",
+                             "resource_version")},
                          backup=BackupRef.from_dict(data["backup"]) if data.get("backup") else None,
                          earlier_backups=tuple(BackupRef.from_dict(b) for b in data.get("earlier_backups") or []),
                          removed_policies=tuple(str(p) for p in data.get("removed_policies") or ()),
                          uninjected={str(ns): {str(k): str(v) for k, v in (labels or {}).items()}
                                      for ns, labels in (data.get("uninjected") or {}).items()},
+                         relabelled_workloads={str(k): str(v) for k, v in (data.get("relabelled_workloads") or {}).items()},
                          resource_version=resource_version)
         except (TypeError, KeyError, AttributeError, StepFailed):
             raise StepFailed(f"the migration record {NAMESPACE}/{NAME} is not readable; inspect it with "

@@ -11,7 +11,7 @@ from typing import Any
 
 from meshops.cluster import gcloud, record
 from meshops.cluster.diagnose import service_agent_grants
-from meshops.cluster.fleet_state import membership_listed, mesh_state, registers
+from meshops.cluster.fleet_state import fleet_default_management, membership_listed, mesh_state, registers
 from meshops.cluster.inventory import user_workloads, workloads_refusal
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import AUTHORIZATION_POLICY, identity_bound_allow
@@ -208,7 +208,8 @@ def run(inp: StepInput, tools: Tools) -> Decision:
             raise StepFailed(record.owned_elsewhere(ctx.cluster, held, stack))
         existing = existing_record(ledger, ctx)
         membership = membership_of(ctx, memberships, number, existing)
-        state = mesh_state(run_json(runner, gcloud.describe_mesh(ctx.fleet_project)), ctx.membership_location, membership)
+        described_mesh = run_json(runner, gcloud.describe_mesh(ctx.fleet_project))
+        state = mesh_state(described_mesh, ctx.membership_location, membership)
         modernization = state.modernization_in_progress()
         if modernization:
             raise StepFailed(f"cluster {ctx.cluster}: {modernization}: a control plane modernization is in progress; "
@@ -261,6 +262,10 @@ def run(inp: StepInput, tools: Tools) -> Decision:
                                           from_revision=from_revision, membership=membership))
     if decision.migrate:
         tools.log(f"[{ctx.cluster}] preflight: note: {UNSUPPORTED}")
+        if fleet_default_management(described_mesh) == "MANAGEMENT_AUTOMATIC":
+            tools.log(f"[{ctx.cluster}] preflight: note: the fleet's default member config sets mesh management automatic, so "
+                      "the re-registered membership starts provisioning as soon as it joins (on the channel the cluster then "
+                      "has: re-registration comes after the channel change); enable-management then confirms it")
     if decision.migrate and ctx.project != ctx.fleet_project:
         report_cross_project_grants(ctx, fleet_number, tools)
     tools.log(f"[{ctx.cluster}] preflight: {decision.action}: {decision.reason}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from meshops.cluster import gcloud
 from meshops.cluster.backup_store import planned_reads, read_backup
-from meshops.cluster.inventory import restart, workloads_in
+from meshops.cluster.inventory import restart, revision_labelled, template_label_patch, workloads_in
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.process import Tools
 from meshops.context import StepInput, channel_of_revision
@@ -77,7 +77,18 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
             to_set, to_remove = relabel(labels, backup.revision_tags, inp.decision.from_revision)
             runner(kube.label_namespace(ns, to_set, to_remove))
             relabelled[ns] = to_set
-        restarted = restart(runner, kube, workloads_in(runner, kube, set(relabelled))) if inp.options.restart_workloads and relabelled else []
+        # Pod templates uninject took the old revision label from, and gateways still labelled
+        # for it: labelled for the new revision (a template change rolls them out onto it).
+        templates = {**revision_labelled(runner, kube, inp.decision.from_revision, backup.revision_tags),
+                     **current.relabelled_workloads}
+        live_workloads = {f"{w.namespace}/{w.ref}" for w in workloads_in(runner, kube, {k.split("/", 1)[0] for k in templates})}
+        retargeted = sorted(k for k in templates if k in live_workloads)
+        for key in retargeted:
+            namespace, kind, name = key.split("/", 2)
+            runner(kube.merge_patch(kind, name, namespace, template_label_patch(inp.decision.to_revision)))
+        to_restart = {w for w in workloads_in(runner, kube, set(relabelled)) if f"{w.namespace}/{w.ref}" not in retargeted} \
+            if inp.options.restart_workloads and relabelled else set()
+        restarted = [*restart(runner, kube, to_restart), *retargeted]
         for workload in restarted:
             namespace, ref_text = workload.split("/", 1)
             runner(kube.rollout_status(namespace, ref_text, ROLLOUT_TIMEOUT_SECONDS))

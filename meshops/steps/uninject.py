@@ -8,7 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from meshops.cluster import gcloud
-from meshops.cluster.inventory import INJECTION_LABELS, injected_pods, injection_labels, is_gateway, owners_of, restart
+from meshops.cluster.inventory import (
+    INJECTION_LABELS, injected_pods, injection_labels, is_gateway, owners_of, restart, revision_labelled, revision_tags,
+    template_label_patch
+)
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.process import Tools
 from meshops.context import StepInput
@@ -45,19 +48,31 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
         for ns, labels in sorted(labelled.items()):
             runner(kube.label_namespace(ns, {}, sorted(labels)))
         restarted, orphans, gateways = [], [], []
+        pods = injected_pods(runner, kube)
+        replicasets = items(runner, kube.get("replicasets", all_namespaces=True))
+        gateway_workloads, _ = owners_of([p for p in pods if is_gateway(p)], replicasets)
+        # Pod templates labelled for the old revision inject whatever their namespace says:
+        # their label comes off too (a template change: the workload rolls out without a
+        # sidecar), written to the record first; gateways keep theirs and keep serving.
+        keep = {f"{w.namespace}/{w.ref}" for w in gateway_workloads}
+        relabelled = {k: v for k, v in revision_labelled(runner, kube, inp.decision.from_revision, revision_tags(runner, kube)).items()
+                      if k not in keep}
+        if relabelled:
+            current = ledger.advance(current, current.phase, relabelled_workloads={**relabelled, **current.relabelled_workloads})
+        for key in relabelled:
+            namespace, kind, name = key.split("/", 2)
+            runner(kube.merge_patch(kind, name, namespace, template_label_patch(None)))
         if inp.options.restart_workloads:
-            pods = injected_pods(runner, kube)
-            replicasets = items(runner, kube.get("replicasets", all_namespaces=True))
-            gateway_workloads, _ = owners_of([p for p in pods if is_gateway(p)], replicasets)
             workloads, orphans = owners_of([p for p in pods if not is_gateway(p)], replicasets)
-            restarted = restart(runner, kube, workloads - gateway_workloads)
-            gateways = sorted(f"{w.namespace}/{w.ref}" for w in gateway_workloads)
+            restarted = restart(runner, kube, {w for w in workloads - gateway_workloads if f"{w.namespace}/{w.ref}" not in relabelled})
+            gateways = sorted(keep)
     if orphans:
         tools.log(f"[{inp.ctx.cluster}] uninject: {len(orphans)} pods without a restartable owner keep their sidecar until deleted "
                   "(list them: pods with an istio-proxy container, `kubectl get pods -A`)")
     if gateways:
         tools.log(f"[{inp.ctx.cluster}] uninject: {len(gateways)} gateway(s) keep serving with their proxy until reinject restarts them")
-    tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces, {len(restarted)} workloads restarted")
+    tools.log(f"[{inp.ctx.cluster}] uninject: labels removed from {len(labelled)} namespaces and {len(relabelled)} pod templates, "
+              f"{len(restarted)} workloads restarted")
     # Counts only (a later update gets this stdout in its environment, where thousands of
     # names would not fit); the namespaces are in the migration record.
     return {"cluster": inp.ctx.cluster, "unlabelled": len(labelled), "restarted": len(restarted), "not_restarted": len(orphans),

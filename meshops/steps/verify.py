@@ -18,7 +18,7 @@ from meshops.cluster.backup_store import Backup, peer_authentication_modes, plan
 from meshops.cluster.drift import supplement_if_drifted
 from meshops.cluster.fleet_reader import describe_mesh
 from meshops.cluster.fleet_state import mesh_state
-from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects, tags_of
+from meshops.cluster.inventory import SIDECAR, crds, has_sidecar, live_objects, owners_of, revision_labelled, tags_of
 from meshops.cluster.kube import PLAN_KUBE, cluster_access, items
 from meshops.cluster.objects import IGNORED_BY_TRAFFIC_DIRECTOR, digest, istio_kinds
 from meshops.cluster.process import StepFailed, Tools, run_json
@@ -106,8 +106,31 @@ def differences(backup: Backup, live: dict[str, list[dict]], pods: list[dict], e
     return problems
 
 
-def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, pods: list[dict], expected: str,
-                         tags: dict[str, str], running: set[str]) -> tuple[list[str], Any, Backup | None]:
+def workload_problems(runner, kube, backup: Backup, current: MigrationRecord, all_pods: list[dict], expected: str,
+                      tags: dict[str, str], from_revision: str) -> list[str]:
+    """Per workload, not per namespace: every workload that ran a sidecar at backup time (or
+    whose pod template uninject relabelled) and runs pods now runs them all with a sidecar of
+    the new revision; and no pod template is still labelled for the old revision."""
+    replicasets = items(runner, kube.get("replicasets", all_namespaces=True))
+    wanted = set(backup.injected_workloads) | set(current.relabelled_workloads)
+    by_workload: dict[str, list[dict]] = {}
+    for pod in all_pods:
+        owners, _ = owners_of([pod], replicasets)
+        for owner in owners:
+            by_workload.setdefault(f"{owner.namespace}/{owner.ref}", []).append(pod)
+    lost = [w for w in sorted(wanted) if by_workload.get(w)
+            and not all(has_sidecar(p) and tags.get(pod_revision(p), pod_revision(p)) == expected for p in by_workload[w])]
+    problems = [f"{len(lost)} workloads that ran a sidecar before run pods without one on {expected}"] if lost else []
+    stale = revision_labelled(runner, kube, from_revision, tags) if from_revision != expected else {}
+    if stale:
+        problems.append(f"{len(stale)} pod templates still labelled for {from_revision}")
+    return problems
+
+
+def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, all_pods: list[dict], expected: str,
+                         tags: dict[str, str]) -> tuple[list[str], Any, Backup | None]:
+    pods = [p for p in all_pods if has_sidecar(p)]
+    running = {p["metadata"].get("namespace", "") for p in all_pods}
     runner, ref = tools.runner, backup_ref(inp)
     current = this_run(ledger, inp, ref, finished_ok=True, step="verify")
     if not current.restore_verified:
@@ -121,6 +144,7 @@ def _compare_with_backup(inp: StepInput, tools: Tools, ledger: Ledger, pods: lis
     live = live_objects(runner, ledger.kube, istio_kinds(crds(runner, ledger.kube)))
     problems = differences(backup.as_restored(inp.decision.from_revision, expected), live, pods, expected, tags, running,
                            expected_injected(backup, current, inp.decision.from_revision))
+    problems += workload_problems(runner, ledger.kube, backup, current, all_pods, expected, tags, inp.decision.from_revision)
     carried = carried_configmaps(backup, inp.decision.from_revision, expected)
     if carried:
         now = {m["metadata"]["name"]: m for m in items(runner, ledger.kube.get("configmaps", namespace="istio-system"))}
@@ -137,10 +161,9 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     with cluster_access(ctx, tools.runner) as kube:
         all_pods = items(tools.runner, kube.get("pods", all_namespaces=True))
         pods = [p for p in all_pods if has_sidecar(p)]
-        running = {p["metadata"].get("namespace", "") for p in all_pods}
         tags = tags_of(items(tools.runner, kube.get("mutatingwebhookconfigurations")))
         ledger = ledger_of(inp, tools.runner, kube)
-        problems, current, backup = (_compare_with_backup(inp, tools, ledger, pods, expected, tags, running) if migrating
+        problems, current, backup = (_compare_with_backup(inp, tools, ledger, all_pods, expected, tags) if migrating
                                      else ([], None, None))
         # Backed-up kinds the TRAFFIC_DIRECTOR implementation ignores.
         ignored = sorted(r for r in IGNORED_BY_TRAFFIC_DIRECTOR if backup and backup.objects.get(r))
