@@ -23,14 +23,28 @@ def stack_values(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["config"]
 
 
+ACKNOWLEDGED = {"acknowledgeUnsupported": True}
+"""Tests run the program as stacks of any name (staging, prod, ...): outside dev/test stacks the
+config must acknowledge that Google does not support the in-place change, so the minimal
+config does, unless a test's own `gke-mesh:migration` says otherwise
+(tests/test_google_rules.py tests the refusal)."""
+
+
 def minimal_config(**overrides: Any) -> dict[str, Any]:
-    """A valid stack config (stack-file shape) with overrides applied."""
+    """A valid stack config (stack-file shape) with overrides applied; a `gke-mesh:migration`
+    override is merged over the acknowledgement."""
     values: dict[str, Any] = {
         "gcp:project": "my-project-123456",
         "gke-mesh:releaseChannel": "regular",
         "gke-mesh:clusters": [{"name": "dev-cluster-1", "location": "asia-northeast1"}],
+        "gke-mesh:migration": dict(ACKNOWLEDGED),
     }
+    migration = overrides.pop("gke-mesh:migration", None)
     values.update(overrides)
+    if isinstance(migration, dict):
+        values["gke-mesh:migration"] = {**ACKNOWLEDGED, **migration}
+    elif migration is not None:
+        values["gke-mesh:migration"] = migration
     return values
 
 

@@ -104,17 +104,17 @@ def test_a_stack_that_is_not_dev_like_must_acknowledge_the_unsupported_procedure
     from meshops.review.offline import stack_config
     from tests.conftest import minimal_config
 
+    unacknowledged = minimal_config(**{"gke-mesh:migration": {"acknowledgeUnsupported": False}})
     for stack in ("prod", "staging", "Production-eu"):
         with pytest.raises(ConfigError) as refused:
-            parse_settings(stack_config(minimal_config()), stack)
+            parse_settings(stack_config(unacknowledged), stack)
         message = str(refused.value)
         assert message.startswith("gke-mesh:migration.acknowledgeUnsupported: stack ") and one_line(message)
         assert "Supported features (managed)" in message and "about 12 minutes" in message and "new cluster" in message
-    acknowledged = minimal_config(**{"gke-mesh:migration": {"acknowledgeUnsupported": True}})
-    assert parse_settings(stack_config(acknowledged), "prod").clusters[0].migration.acknowledge_unsupported is True
-    assert parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"enabled": False}})), "prod")
+    assert parse_settings(stack_config(minimal_config()), "prod").clusters[0].migration.acknowledge_unsupported is True
+    assert parse_settings(stack_config(minimal_config(**{"gke-mesh:migration": {"enabled": False, "acknowledgeUnsupported": False}})), "prod")
     for stack in ("dev", "test", "dev-eu", "TEST-2"):
-        assert parse_settings(stack_config(minimal_config()), stack)
+        assert parse_settings(stack_config(unacknowledged), stack)
 
 
 def test_preflight_says_what_google_does_not_support_and_what_it_costs():
