@@ -35,8 +35,10 @@ policy/venv/.installed: policy/requirements.txt
 plan: $(RUNTIME)
 	@$(VENV)/bin/python -m meshops plan --config Pulumi.$(STACK).yaml --format $(FORMAT) $(if $(BASE),--base $(BASE))
 
+# -n auto: one pytest-xdist worker per core (2 on CI), tests handed out as workers free up.
+# The e2e tests start real servers and stay serial (`make e2e`).
 test: $(DEV)
-	$(VENV)/bin/python -m pytest -m "not e2e"
+	$(VENV)/bin/python -m pytest -m "not e2e" -n auto
 
 # The real Pulumi engine (CLI built from Go modules) with our stand-in command provider,
 # and a real kube-apiserver; cached under ~/.cache/gke-mesh-testbed, rebuilt only when a
