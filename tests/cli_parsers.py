@@ -9,8 +9,9 @@ gcloud spends about a second importing itself before it reads its argv, so gclou
 imported once per test process and forked for each argv (PreloadedGcloud,
 tests/gcloud_preload.py); each argv still gets its own empty config, no network and the
 real wrapper's interpreter and environment. tests/test_cli_parsers.py checks that the
-answers (exit code, stderr, config files) equal those of one `gcloud` process per argv,
-which GKE_MESH_GCLOUD_PRELOAD=0 brings back.
+answers (exit code, stdout, stderr, the config files written; `gcloud info` and every
+property's value among them) equal those of one `gcloud` process per argv, which
+GKE_MESH_GCLOUD_PRELOAD=0 brings back.
 """
 
 from __future__ import annotations
@@ -158,6 +159,9 @@ def preloaded_gcloud(wrapper: str) -> PreloadedGcloud | None:
     off (GKE_MESH_GCLOUD_PRELOAD=0), or it could not start (PRELOAD_FAILURES says why)."""
     if os.environ.get("GKE_MESH_GCLOUD_PRELOAD", "1") == "0":
         return None
+    current = _PRELOADED.get(wrapper)
+    if current is not None and current.process.poll() is not None:  # stopped after a timeout: start again
+        del _PRELOADED[wrapper]
     if wrapper not in _PRELOADED:
         _PRELOADED[wrapper] = None
         if any(c.isspace() for c in str(PRELOAD_SCRIPT)) or "-S" in str(PRELOAD_SCRIPT):
