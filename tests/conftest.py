@@ -3,7 +3,11 @@ program under Pulumi's mocks."""
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from meshops.review.offline import ProgramRun, run_program, stack_config  # noqa: E402
+
+# Runs of the migration chain made while test modules are imported (test_cli_argv's and
+# test_migration_chain's) happen outside private_runtime_dir below: give them a fleet-answers
+# cache of this process, not the user's (~/.cache/gke-mesh), which every other run on the
+# machine shares (an answer younger than 21 s from another run changes what wait-ready
+# calls, and so what is collected, differently in each xdist worker).
+_COLLECTION_RUNTIME_DIR = tempfile.mkdtemp(prefix="gke-mesh-xdg-")
+os.environ["XDG_RUNTIME_DIR"] = _COLLECTION_RUNTIME_DIR
+atexit.register(shutil.rmtree, _COLLECTION_RUNTIME_DIR, True)
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 
