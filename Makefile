@@ -35,8 +35,11 @@ policy/venv/.installed: policy/requirements.txt
 plan: $(RUNTIME)
 	@$(VENV)/bin/python -m meshops plan --config Pulumi.$(STACK).yaml --format $(FORMAT) $(if $(BASE),--base $(BASE))
 
+# -n auto: one pytest-xdist worker per core (2 on CI); worksteal: an idle worker takes
+# half of a busy one's queue (durations vary from ms to a minute: tests/conftest.py).
+# The e2e tests start real servers and stay serial (`make e2e`).
 test: $(DEV)
-	$(VENV)/bin/python -m pytest -m "not e2e"
+	$(VENV)/bin/python -m pytest -m "not e2e" -n auto --dist worksteal
 
 # The real Pulumi engine (CLI built from Go modules) with our stand-in command provider,
 # and a real kube-apiserver; cached under ~/.cache/gke-mesh-testbed, rebuilt only when a

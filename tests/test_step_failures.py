@@ -63,6 +63,7 @@ def test_step_failure_is_one_clear_line(step, failure, workdir, tmp_path):
             (bin_dir / cli).write_text("#!/bin/sh\n" + textwrap.dedent(script) + "\n")
             (bin_dir / cli).chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin" if script else str(bin_dir), "PYTHONPATH": str(ROOT),
+           "XDG_RUNTIME_DIR": os.environ["XDG_RUNTIME_DIR"],  # this test's fleet-answers cache (conftest.py)
            # backup gets a stack with no backup yet, or it would reuse the verified one
            **environment_for(step, context(), Options(stack="fresh" if step == "backup" else "dev")), KEY_ENV: key}
     if STEPS[step].NEEDS_DECISION:
