@@ -63,14 +63,21 @@ def load(config_path: Path) -> tuple[Any, dict[str, Any]]:
 
     try:
         values = load_stack_file(config_path)
-        return parse_settings(stack_config(values, project_defaults())), values
+        return parse_settings(stack_config(acknowledged(values), project_defaults())), values
     except (ConfigError, OSError, ValueError) as error:
         raise RehearsalError(f"{config_path}: {error}") from None
 
 
+def acknowledged(values: dict[str, Any]) -> dict[str, Any]:
+    """A rehearsal changes only emulated clusters: the stack's acknowledgement that Google does
+    not support the in-place change (gke-mesh:migration.acknowledgeUnsupported) is not asked."""
+    migration = values.get("gke-mesh:migration")
+    return {**values, "gke-mesh:migration": {**(migration if isinstance(migration, dict) else {}), "acknowledgeUnsupported": True}}
+
+
 def rehearsal_config(values: dict[str, Any], scratch: Path, notes: list[str]) -> dict[str, str]:
     """The stack's configuration with what the rehearsal cannot run taken out (each noted)."""
-    config = dict(values)
+    config = acknowledged(values)
     clusters = []
     for cluster in config.get("gke-mesh:clusters", []):
         if cluster.get("meshNamespaces"):

@@ -82,7 +82,8 @@ def test_plan_is_byte_identical_across_runs():
 def test_any_well_formed_stack_file_anywhere(tmp_path):
     stack_file = tmp_path / "cluster-x.yaml"
     stack_file.write_text("config:\n  gcp:project: other-project-1\n  gke-mesh:releaseChannel: STABLE\n"
-                          "  gke-mesh:clusters:\n    - {name: c1, location: us-central1-a, membership: c1-m}\n")
+                          "  gke-mesh:clusters:\n    - {name: c1, location: us-central1-a, membership: c1-m}\n"
+                          "  gke-mesh:migration: {acknowledgeUnsupported: true}\n")
     done = plan("--config", str(stack_file), "--stack", "x", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout)

@@ -133,7 +133,7 @@ def test_base_git_ref_compares_file_and_program(tmp_path):
 def test_mermaid_stays_readable_at_ten_clusters(tmp_path):
     many = stack_file(tmp_path, "many", lambda c: c.update({"gke-mesh:clusters": [
         {"name": f"c{i}", "location": "asia-northeast1"} for i in range(10)]}))
-    text = render_mermaid.render(build_plan(many, "many"))
+    text = render_mermaid.render(build_plan(many, "dev-many"))
     nodes = [line for line in text.splitlines() if line.strip().startswith("n") and "[" in line]
     edges = [line for line in text.splitlines() if "-->" in line]
     assert text.count("subgraph c") == 10
@@ -238,7 +238,7 @@ def check_mermaid_structure(text: str) -> tuple[set[str], list[str]]:
 
 @pytest.mark.parametrize("migration", [{}, {"maxParallel": 1000}], ids=["one-at-a-time", "all-parallel"])
 def test_mermaid_of_sixty_clusters_fits_mermaids_limit(tmp_path, migration):
-    plan = build_plan(big_stack(tmp_path, 60, **migration), "big")
+    plan = build_plan(big_stack(tmp_path, 60, **migration), "dev-big")
     text = render_mermaid.render(plan)
     assert len(text) < render_mermaid.MERMAID_MAX_TEXT, len(text)
     nodes, edges = check_mermaid_structure(text)
@@ -254,7 +254,7 @@ def test_mermaid_of_sixty_clusters_fits_mermaids_limit(tmp_path, migration):
 
 
 def test_mermaid_draws_every_cluster_while_it_fits(tmp_path):
-    plan = build_plan(big_stack(tmp_path, 12), "big")
+    plan = build_plan(big_stack(tmp_path, 12), "dev-big")
     text = render_mermaid.render(plan)
     check_mermaid_structure(text)
     assert "(× " not in text and text.count("  subgraph c") == 12
