@@ -23,6 +23,7 @@ from meshops.steps.restore import apply_backup
 from tests.chain_driver import Cancelled, Chain, context
 from tests.fake_world import FakeWorld, crd_object, seed_field_report
 from tests.test_nothing_lost import AP, PA, mesh_view, record_of
+from tests.test_red_team import attempt
 
 STACK = "organization/gke-mesh/dev"
 BUCKET = "gs://mesh-backups/moves"
@@ -53,14 +54,6 @@ def writes(world: FakeWorld, since: int = 0) -> list[list[str]]:
         elif argv[0] == "gcloud" and any(w in WRITES["gcloud"] for w in words[1:5]):
             found.append(argv)
     return found
-
-
-def attempt(chain: Chain, **kwargs) -> str:
-    try:
-        chain.up(**kwargs)
-    except (StepFailed, Cancelled) as error:
-        return str(error)
-    return "ok"
 
 
 def one_line(message: str) -> bool:
