@@ -99,10 +99,13 @@ def register(router: Router, world: World) -> None:
         # from the effective container endpoint (command_lib/container/fleet/memberships/
         # gke_util.py, ConstructGKEClusterResourceLinkAndURI). Google answers //container.googleapis.com/...,
         # which is what gcloud builds without an override; under the emulator's override gcloud
-        # builds //127.0.0.1:PORT/container/..., so one membership answers its link in that form.
-        # Lists keep Google's form, which the project's own checks read (fleet_state.registers).
+        # builds //127.0.0.1:PORT/container/..., so to that command (its user agent names it:
+        # core/transport.py, MakeUserAgentString) one membership answers its link in that form.
+        # Every other reader (lists, the gcp provider's getMembership) gets Google's form.
+        unregister = "command/gcloud.container.fleet.memberships.unregister" in req.headers.get("user-agent", "")
         with world.lock:
-            return membership_json(world, _member(world, project, location, name), req.headers.get("host", "127.0.0.1"))
+            return membership_json(world, _member(world, project, location, name),
+                                   req.headers.get("host", "127.0.0.1") if unregister else None)
 
     def create_membership(req: Request, version: str, project: str, location: str):
         body = req.json()
