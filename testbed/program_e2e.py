@@ -152,7 +152,10 @@ def stack_config(channel: str, migration: dict[str, Any] | None = None, gated: b
         "gcp:project": FLEET_PROJECT,
         "gke-mesh:releaseChannel": channel,
         "gke-mesh:clusters": json.dumps([{"name": CLUSTER, "location": LOCATION}]),
-        "gke-mesh:migration": json.dumps({"backupUri": f"gs://{BUCKET}/channel-moves", "waitTimeout": "10m", **(migration or {})}),
+        # The testbed's stacks change only emulated clusters; they acknowledge that Google does not
+        # support the in-place change, as a staging or prod stack must (components/settings.py).
+        "gke-mesh:migration": json.dumps({"backupUri": f"gs://{BUCKET}/channel-moves", "waitTimeout": "10m",
+                                          "acknowledgeUnsupported": True, **(migration or {})}),
     }
     if gated:
         config["gke-mesh:promotion"] = json.dumps({"after": f"organization/gke-mesh/{UPSTREAM}"})
