@@ -253,6 +253,25 @@ def test_a_membership_with_scope_bindings_is_not_unregistered(g, emu):
     assert [m["name"] for m in g.json(gcloud.list_memberships(CTX))] == [f"projects/{FLEET}/locations/{LOCATION}/memberships/dev-m"]
 
 
+def test_fleet_default_member_config_and_blocking_conditions_reach_the_steps(g, emu):
+    """Issue "Google's rules, round two", items 5 and 8, through the real gcloud: the fleet's
+    default member config is in `mesh describe` (gkehub v1 Feature.fleetDefaultMemberConfig)
+    and a joining membership gets it; membership conditions reach mesh_state."""
+    from meshops.cluster.fleet_state import fleet_default_management
+
+    fleet = next(iter({m[0] for m in emu.world.memberships}))
+    emu.world.fleet_default_management[fleet] = "MANAGEMENT_AUTOMATIC"
+    g.ok(gcloud.unregister_membership(CTX, "dev-m"))
+    g.ok(gcloud.register_membership(CTX, "dev-m"))
+    described = g.json(gcloud.describe_mesh(FLEET))
+    assert fleet_default_management(described) == "MANAGEMENT_AUTOMATIC"
+    assert mesh_state(described, LOCATION, "dev-m").management == "MANAGEMENT_AUTOMATIC", "joined with the fleet's default"
+    emu.world.memberships[(fleet, LOCATION, "dev-m")].conditions = [
+        {"code": "LEGACY_MC_SECRETS", "details": "legacy secrets found", "severity": "ERROR"}]
+    state = mesh_state(g.json(gcloud.describe_mesh(FLEET)), LOCATION, "dev-m")
+    assert [c.code for c in state.blocking_provisioning()] == ["LEGACY_MC_SECRETS"]
+
+
 def test_describe_mesh_is_read_only(g, emu):
     emu.clear_log()
     described = g.json(gcloud.describe_mesh(FLEET))

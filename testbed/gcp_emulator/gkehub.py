@@ -84,6 +84,9 @@ def register_membership(world: World, project: str, location: str, name: str, li
     _, _, path = (issuer or link).partition("/projects/")
     m = Membership(project, location, name, link, f"https://container.googleapis.com/v1/projects/{path}", rfc3339())
     world.memberships[(project, location, name)] = m
+    default = world.fleet_default_management.get(project)
+    if default:  # a joining membership gets the fleet's default member config (gkehub v1 Feature.fleetDefaultMemberConfig)
+        set_management(world, m, default)
     return m
 
 

@@ -87,6 +87,8 @@ def feature(world: World, project: str) -> dict:
         if member.management:
             specs[key] = {"mesh": {"management": member.management}}
         states[key] = membership_state(world, member)
+    default = world.fleet_default_management.get(project)
     return {"name": f"projects/{project}/locations/global/features/servicemesh",
             "resourceState": {"state": "ACTIVE"}, "spec": {}, "state": {"state": {"code": "OK"}},
-            "membershipSpecs": specs, "membershipStates": states}
+            "membershipSpecs": specs, "membershipStates": states,
+            **({"fleetDefaultMemberConfig": {"mesh": {"management": default}}} if default else {})}

@@ -126,6 +126,8 @@ class World:
         self.buckets: dict[str, Bucket] = {}
         self.other_features: list[dict] = []
         """Fleet features other than servicemesh (gkehub v1 Feature messages), as a test sets them."""
+        self.fleet_default_management: dict[str, str] = {}
+        """fleet project -> gkehub v1 Feature.fleetDefaultMemberConfig.mesh.management, as a test sets it."""
         self.membership_bindings: dict[tuple[str, str, str], list[dict]] = {}
         """(project, location, membership) -> its scope bindings (gkehub v1 MembershipBinding), as a test sets them."""
         self.uploads: dict[str, Upload] = {}
