@@ -1,5 +1,5 @@
-"""CLI calls of one whole migration in the fake world (the field report's cluster), per
-step and per CLI, with a local and with a gs:// backup. A gcloud call costs about a
+"""CLI calls of one whole migration in the fake world (the cluster of the June 2025 Zenn write-up
+'GKE Service Mesh のリリースチャンネル変更と再インストール手順'), per step and per CLI, with a local and with a gs:// backup. A gcloud call costs about a
 second of start-up on a real runner, so gcloud calls are the number to watch.
 
     venv/bin/python bench/migration_calls.py

@@ -1,5 +1,6 @@
 """The migration's own cost, per cluster, in the fake world (tests/fake_world.py) on its
-simulated clock: the field report's cluster (2 injected namespaces, STRICT mTLS, an
+simulated clock: the cluster of the June 2025 Zenn write-up
+'GKE Service Mesh のリリースチャンネル変更と再インストール手順' (2 injected namespaces, STRICT mTLS, an
 AuthorizationPolicy) moved rapid -> regular by the program's own step resources
 (tests/chain_driver.py), with Google's provisioning taking PROVISIONING seconds.
 

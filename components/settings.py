@@ -30,7 +30,8 @@ REQUIRED_APIS = (
     "gkehub.googleapis.com",
     "container.googleapis.com",
 )
-# Deprecated; enabling it does nothing useful and DOMAIN.md says never to.
+# Deprecated; enabling it does nothing useful, and Cloud Service Mesh troubleshooting ("Resolving
+# installation issues") says to remove it from the installation.
 REFUSED_APIS = {"meshtelemetry.googleapis.com": "it is deprecated and must not be enabled"}
 
 _REFUSED_CHANNELS = {

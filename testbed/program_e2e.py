@@ -61,8 +61,8 @@ APP_NAMESPACES = ("katayan", "katayan-gateway")
 
 # ---------------------------------------------------------------------------- the cluster's content
 def seed_manifests(revision: str) -> list[dict]:
-    """The field report's cluster (tests/fake_world.py seed_field_report), as real objects:
-    two app namespaces injected by revision label and by the default tag, a Deployment in
+    """The cluster of the June 2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順'
+    (tests/fake_world.py seed_field_report), as real objects: two app namespaces injected by revision label and by the default tag, a Deployment in
     each, a gateway, routing, STRICT mTLS, an ALLOW policy and telemetry."""
     def meta(name: str, ns: str | None = None, **extra: Any) -> dict:
         return {"name": name, **({"namespace": ns} if ns else {}), **extra}

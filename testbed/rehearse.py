@@ -7,8 +7,8 @@ machinery) against an emulated copy of its clusters: each cluster gets a real AP
 (testbed/kube_server.py) with a stand-in managed control plane on the `--from` channel
 (testbed/managed_mesh), registered in the Google API emulator (testbed/gcp_emulator) under
 the stack's own projects, locations and memberships. The clusters hold either a sample
-mesh (the field report's) or, with `--seed`, the Istio objects of a real cluster, read-only
-exported with
+mesh (the one of the June 2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順')
+or, with `--seed`, the Istio objects of a real cluster, read-only exported with
 
     kubectl get virtualservices,destinationrules,gateways,serviceentries,sidecars,envoyfilters,\
 peerauthentications,authorizationpolicies,requestauthentications,telemetries -A -o json > istio.json

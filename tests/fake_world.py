@@ -1,23 +1,25 @@
 """An in-memory GKE cluster + fleet that answers the gcloud and kubectl argv our steps build.
 
 It behaves like the real thing where the migration depends on it; each rule and where it
-comes from (field report: shared/seed, the engineer's rapid -> regular run of June 2025):
+comes from (below, "the 2025 write-up" is the June 2025 Zenn write-up
+'GKE Service Mesh のリリースチャンネル変更と再インストール手順', an engineer's by-hand
+rapid -> regular run on GKE 1.32.3 with ISTIOD):
 - deleting a CRD deletes its objects (Kubernetes docs, "Extend the Kubernetes API with
   CustomResourceDefinitions", Delete a CustomResourceDefinition); deleting a namespace
   deletes what is in it (Kubernetes docs, Namespaces). Deletion here is immediate: no
   finalizers, no Terminating phase (a simplification, not a rule);
 - membership names can differ from cluster names; memberships are per location (gcloud
-  reference, `container fleet memberships`; the field report's membership);
+  reference, `container fleet memberships`; the 2025 write-up's membership);
 - `mesh update --management automatic` provisions on the cluster's channel *at that
   moment* (Google, service-mesh/docs/managed/release-channels), passing through
-  PROVISIONING (or STALLED with REVISION_STALLED when connectgateway is off: field
-  report) to ACTIVE, and only then installs the in-cluster control plane;
+  PROVISIONING (or STALLED with REVISION_STALLED when connectgateway is off:
+  the 2025 write-up) to ACTIVE, and only then installs the in-cluster control plane;
 - the mesh CRDs come back once after a purge while the membership is still in the mesh
-  (field report: "they came back ~30 s later"; once is our model, the report does not
-  say how often);
+  (practitioners' reports, no public source found: about 30 s later; once is our model,
+  the reports do not say how often);
 - pods get a sidecar at (re)start only when their namespace's label matches a running
   revision (Istio docs, "Installing the Sidecar", automatic injection; revision labels);
-  the data plane is DISABLED until an injected pod runs (field report);
+  the data plane is DISABLED until an injected pod runs (the 2025 write-up);
 - `kubectl create` of an existing object fails AlreadyExists, `kubectl replace` with a
   stale resourceVersion fails with 409 Conflict (Kubernetes docs, API concepts,
   "Resource versions"); `kubectl get KIND NAME --ignore-not-found` prints nothing when
@@ -544,7 +546,7 @@ class FakeWorld:
     def _gke_registration(self, c: FakeCluster, flags: dict[str, str]) -> str:
         """`clusters update --clear-fleet-project` unregisters a GKE-registered cluster (GKE
         deletes its membership); `--fleet-project` registers it under a membership named after
-        the cluster in the cluster's region (the field report's re-registration; gcloud
+        the cluster in the cluster's region (the 2025 write-up's re-registration; gcloud
         reference `container clusters update`; name and location: our reading of GKE's fleet docs)."""
         region = c.location if c.location.count("-") == 1 else c.location.rsplit("-", 1)[0]
         if "clear-fleet-project" in flags:
@@ -565,7 +567,7 @@ class FakeWorld:
         if member.management != "MANAGEMENT_AUTOMATIC" or member.provisioning_started is None:
             return {"servicemesh": {"controlPlaneManagement": {"state": "DISABLED"}, "dataPlaneManagement": {"state": "DISABLED"}}}
         if "connectgateway.googleapis.com" not in self.enabled_apis and member.cluster.installed_revision() != member.revision:
-            # Only provisioning needs the gateway (field report: the re-provisioning stalled);
+            # Only provisioning needs the gateway (the 2025 write-up: the re-provisioning stalled);
             # a control plane already running stays ACTIVE (our reading; Google does not say).
             control = {"state": "STALLED", "details": [{"code": "REVISION_STALLED", "details": f"Failed to provision: {member.revision}"}]}
         elif self.clock - member.provisioning_started < self.provisioning_seconds:
@@ -815,7 +817,7 @@ def merge(target: dict, patch: dict) -> None:
 
 def seed_field_report(world: FakeWorld, channel: str = "rapid", name: str = "dev-cluster-1", membership: str | None = None,
                       location: str = "asia-northeast1", gke_registered: bool = False) -> FakeCluster:
-    """The field report's cluster: rapid channel, ISTIOD, the katayan apps, a STRICT mesh."""
+    """The 2025 write-up's cluster: rapid channel, ISTIOD, the katayan apps, a STRICT mesh."""
     cluster = world.add_cluster(name, location, channel, membership=membership, gke_registered=gke_registered)
     revision = revision_of(channel)
     cluster.put("namespaces", {"metadata": {"name": "katayan", "labels": {"istio.io/rev": revision}}})

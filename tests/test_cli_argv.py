@@ -23,7 +23,8 @@ def shape(argv: list[str]) -> tuple:
 
 
 def migration_calls() -> list[list[str]]:
-    """Every call of a full field-report migration, with real values."""
+    """Every call of a full migration of the cluster of the June 2025 Zenn write-up
+    'GKE Service Mesh のリリースチャンネル変更と再インストール手順', with real values."""
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import fields
 
 import yaml
@@ -142,3 +143,23 @@ def test_rbac_table_covers_every_kubectl_call_of_a_migration(tmp_path, monkeypat
         allowed = documented.get(verb, set())
         istio = resource.endswith("istio.io") and "*.istio.io" in allowed
         assert resource in allowed or istio, f"README RBAC table lacks {verb} on {resource}"
+
+
+# What the repository must never cite: files outside it, or an unnamed report instead of its
+# public source (name the article or the Google page). This file alone spells them out.
+OUTSIDE_CITATIONS = re.compile(r"DOMAIN\.md|DESIGN\.md|\.\./shared|/work/shared|field[\s-]+report", re.IGNORECASE)
+
+
+def test_no_tracked_file_cites_files_outside_the_repository():
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    found = []
+    for name in names:
+        path = ROOT / name
+        if not name or name == "tests/test_docs.py" or not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="ignore")
+        for number, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE_CITATIONS.search(line):
+                found.append(f"{name}:{number}: {line.strip()[:120]}")
+        found += [f"{name}: {m.group(0)!r} across lines" for m in OUTSIDE_CITATIONS.finditer(text) if "\n" in m.group(0)]
+    assert len(names) > 100 and not found, "\n".join(found)

@@ -194,8 +194,8 @@ def test_fleet_features_list_feeds_the_bound_features_rule(g, emu):
 
 
 def test_a_gke_registered_cluster_leaves_and_joins_the_fleet_with_cluster_updates(g, emu):
-    """The field report's re-registration (`clusters update --clear-fleet-project`, then
-    `--fleet-project`), as gcloud 528 sends it (desiredFleet), against the emulator."""
+    """The re-registration of the June 2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順'
+    (`clusters update --clear-fleet-project`, then `--fleet-project`), as gcloud 528 sends it (desiredFleet), against the emulator."""
     from meshops.context import StepContext
 
     ctx = StepContext(project=FLEET, location="asia-northeast1", cluster="gke-registered", fleet_project=FLEET,

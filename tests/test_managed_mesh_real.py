@@ -335,8 +335,8 @@ def test_the_purge_step_removes_the_managed_control_plane(real, mesh):
 def test_a_pause_shorter_than_the_reappearance_lets_the_purge_finish_early(real, mesh):
     """The purge is only as good as its pause: when the CRDs come back later than the purge
     re-checks, a round finds nothing, the step reports clean, and the CRDs return after it.
-    The field report says "~30 s"; purge.RECHECK_SECONDS is 30. Measured here at 1/5 scale
-    with the re-creation 1.5 pauses after the deletion."""
+    About 30 s by practitioners' reports (no public source found); purge.RECHECK_SECONDS is 30.
+    Measured here at 1/5 scale with the re-creation 1.5 pauses after the deletion."""
     mesh.provision(REGULAR)
     doomed = present_mesh_crds(real)
     mesh.reappear_delay = PAUSE_SECONDS * 1.5

@@ -64,7 +64,8 @@ def fail_wait_ready_on_connectgateway(world: FakeWorld, chain: Chain) -> None:
 
 
 def fix_connectgateway(world: FakeWorld) -> None:
-    """The field report's fix: enable the API, then re-apply automatic management."""
+    """The fix in the June 2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順':
+    enable the API, then re-apply automatic management."""
     world.enabled_apis.add("connectgateway.googleapis.com")
     world(["gcloud", "container", "fleet", "mesh", "update", "--management=automatic", "--memberships=dev-cluster-1",
            "--project=my-project-123456", "--location=asia-northeast1"])
@@ -315,7 +316,7 @@ def test_case_3b_a_revert_after_the_membership_was_deleted_and_its_registration_
 
 def test_a_gke_registered_cluster_is_re_registered_the_gke_way_and_resumes_after_a_refusal():
     """Issue "Correct on a real fleet", item 3: re-register the way the cluster was
-    registered. The field report's cluster was registered by GKE (its `fleet` block): leave
+    registered. The 2025 write-up's cluster was registered by GKE (its `fleet` block): leave
     and join with `clusters update --clear-fleet-project` / `--fleet-project`, never
     `memberships delete` on it. GKE refuses the join once; a plain retry joins without
     leaving again; a revert instead would find the membership missing by our own doing."""

@@ -107,7 +107,8 @@ def purge_watch(world, cluster) -> list[str]:
 def test_a_cluster_registered_under_another_name_meanwhile_is_not_purged_under_automatic_management(tmp_path, stopped):
     """The record reached "registered"; the configured membership is gone; a teammate
     registered the cluster as `team-b-name` and switched it to automatic management (the
-    field report's fix). The PR is reverted. Preflight takes the missing membership as this
+    fix in the June 2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順').
+    The PR is reverted. Preflight takes the missing membership as this
     migration's doing, disable-management has "nothing to switch", purge's require_manual
     accepts the missing membership: the cluster's control plane is deleted while its real
     membership is AUTOMATIC. Claim: preflight names the membership that registers the
@@ -171,7 +172,7 @@ def test_a_feature_bound_after_the_backup_is_refused_before_the_membership_is_de
 
 def test_turning_reregistration_on_mid_migration_checks_bound_features(tmp_path):
     """The backup ran with reregisterMembership: false (no check: nothing to drop); the run
-    stops after the purge; the next PR turns reregisterMembership on (the field report says
+    stops after the purge; the next PR turns reregisterMembership on (the 2025 write-up says
     management comes back only after re-registering). reregister-membership is a new
     resource: it is created and runs, deleting the membership Config Sync is bound to;
     backup (reused) never looks at features again."""

@@ -84,7 +84,8 @@ def leave_fleet(ctx: StepContext) -> list[str]:
 
 
 def join_fleet(ctx: StepContext) -> list[str]:
-    """Register the GKE way (the field report's re-registration): a membership named after the cluster."""
+    """Register the GKE way (how the June 2025 Zenn write-up
+    'GKE Service Mesh のリリースチャンネル変更と再インストール手順' re-registered): a membership named after the cluster."""
     return ["gcloud", "container", "clusters", "update", ctx.cluster, f"--project={ctx.project}", f"--location={ctx.location}",
             f"--fleet-project={ctx.fleet_project}", "--quiet"]
 

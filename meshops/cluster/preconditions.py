@@ -2,7 +2,7 @@
 description, the location's server config and its running operations. Pure functions
 over gcloud's JSON: each returns why the migration must not start, or None.
 
-Sources (issue "Correct on a real fleet"; DOMAIN.md's review facts):
+Sources (issue "Correct on a real fleet"; the public pages and reports named in each item):
 - GKE refuses a channel whose versions do not include the cluster's version
   (`Master version must be one of "STABLE" channel supported versions`, public issue
   reports) and refuses updates while another operation runs;
@@ -119,7 +119,7 @@ def features_bound_to(features: Any, membership: str, location: str, fleet_ids: 
     Why it matters: re-registration deletes the membership, which drops every per-membership
     spec bound to it (Config Sync, Policy Controller, ...) and, for the config membership of
     multi-cluster ingress, the feature itself (gcloud reference, `memberships delete` and
-    `memberships unregister`; DOMAIN.md, facts found in review)."""
+    `memberships unregister`)."""
     wanted = {f"projects/{project}/locations/{location}/memberships/{membership}" for project in fleet_ids}
     bound, config_of = [], []
     for feature in features if isinstance(features, list) else []:

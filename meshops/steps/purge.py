@@ -7,8 +7,8 @@ Before the first deletion it compares the live Istio objects with the backup: ob
 added or changed since (a teammate's edit between a failed run and its retry) go into a
 supplementary backup of the same run, which the record and this step's result then name.
 Already-absent objects are fine. The fleet re-creates CRDs for a while after management
-is switched off (field report), so the purge pauses and re-checks, deleting again, until
-a check finds nothing.
+is switched off (practitioners' reports, no public source found), so the purge pauses and
+re-checks, deleting again, until a check finds nothing.
 """
 
 from __future__ import annotations

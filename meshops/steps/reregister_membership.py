@@ -32,7 +32,8 @@ from meshops.steps.common import RECORD_READ, RECORD_WRITE, ledger_of, skipped, 
 from meshops.steps.preflight import resolve_membership
 
 SUMMARY = ("Unregisters and re-registers the fleet membership the way it was registered: `clusters update --clear-fleet-project` "
-           "then `--fleet-project` for a GKE-registered cluster (the field report's way), else `memberships delete` then `register`.")
+           "then `--fleet-project` for a GKE-registered cluster (as the June 2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順' re-joined), "
+           "else `memberships delete` then `register`.")
 STOPS = ("fleet features bound to the membership since the backup (unless listed in acceptMembershipFeatures); "
          "the new membership not pointing at this cluster; a migration record that is not this run's")
 CLUSTER_DATA = False
@@ -107,7 +108,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                                      registration="gke" if registered_by_gke(described, ctx.membership_location, name) else "membership")
         current = ledger.advance(current, "registered")  # before any change: the record never under-states
         if current.registration == "gke":
-            # The field report's way: GKE unregisters and registers its own membership.
+            # The way the 2025 write-up re-joined: GKE unregisters and registers its own membership.
             if fleet_names(described, ctx.membership_location, name):
                 current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.leave_fleet(ctx))

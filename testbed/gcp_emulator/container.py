@@ -64,8 +64,9 @@ def _update_fleet(world: World, c: Cluster, project: str) -> dict:
     """`clusters update --fleet-project=P` sends desiredFleet {project: P}: GKE registers the
     cluster to that fleet under a membership named after the cluster, in the cluster's
     region; `--clear-fleet-project` sends {project: ""} and GKE unregisters it (gcloud 528's
-    requests, seen with the emulator's log; the field report re-registered this way; the
-    membership's name and location are our reading of GKE's fleet docs)."""
+    requests, seen with the emulator's log; the June 2025 Zenn write-up
+    'GKE Service Mesh のリリースチャンネル変更と再インストール手順' re-registered this way;
+    the membership's name and location are our reading of GKE's fleet docs)."""
     from .gkehub import register_membership  # gkehub imports nothing of container: no cycle at import time
 
     if not project:
@@ -129,11 +130,11 @@ def register(router: Router, world: World) -> None:
             running = [o for o in world.container_operations if o["status"] == "RUNNING"
                        and o["targetLink"].endswith(f"/clusters/{c.name}") and f"/locations/{c.location}/" in o["targetLink"]]
             if running:
-                # GKE refuses updates while another operation runs (shared/DOMAIN.md, review facts;
-                # public issue reports quote "incompatible operation"). Message wording: ours.
+                # GKE refuses updates while another operation runs (public issue reports quote
+                # "incompatible operation"). Message wording: ours.
                 raise ApiError(400, f"Cluster is running incompatible operation {running[0]['name']}.", "FAILED_PRECONDITION")
             if target in CHANNELS and c.version not in channel_versions(world)[target]:
-                # GKE refuses a channel that does not offer the cluster's version (DOMAIN.md;
+                # GKE refuses a channel that does not offer the cluster's version (get-server-config;
                 # public issue reports: 'Master version must be one of "STABLE" channel supported versions').
                 raise ApiError(400, f'Master version must be one of "{target.upper()}" channel supported versions.',
                                "FAILED_PRECONDITION")

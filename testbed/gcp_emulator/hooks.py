@@ -7,11 +7,13 @@ moments tests/fake_world.py acts on its FakeCluster:
 - `provision(revision)`: provisioning finished (fake_world `_mesh_entry` calls
   `install_control_plane(revision)`), once per switch to automatic management;
 - `on_manual()`: management became MANAGEMENT_MANUAL (fake_world sets
-  `reconciles_left = 1`: the fleet re-creates the mesh CRDs once more, field report);
+  `reconciles_left = 1`: the fleet re-creates the mesh CRDs once more; practitioners'
+  reports, no public source found);
 - `installed_revision()`: the control plane revision running in the cluster, if any
   (fake_world `FakeCluster.installed_revision`);
 - `injected_pods(revision)`: how many running pods carry that revision's sidecar (the data
-  plane is DISABLED until one runs: field report, shared/DOMAIN.md section 5).
+  plane is DISABLED until one runs: the June 2025 Zenn write-up
+  'GKE Service Mesh のリリースチャンネル変更と再インストール手順').
 """
 
 from __future__ import annotations

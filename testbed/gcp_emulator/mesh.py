@@ -48,23 +48,26 @@ def membership_state(world: World, member: Membership) -> dict:
                 "state": {"code": "OK"}}
     enabled = world.enabled_apis.get(member.project, set())
     if "connectgateway.googleapis.com" not in enabled and hooks.installed_revision() != member.revision:
-        # Only provisioning needs the gateway (field report: the re-provisioning stalled with
-        # REVISION_STALLED 'Failed to provision: asm-managed'; DOMAIN.md section 4); a control
+        # Only provisioning needs the gateway (the June 2025 Zenn write-up
+        # 'GKE Service Mesh のリリースチャンネル変更と再インストール手順': the re-provisioning
+        # stalled with REVISION_STALLED 'Failed to provision: asm-managed'); a control
         # plane already running stays ACTIVE (fake_world's reading; Google does not say).
         control = {"state": "STALLED", "details": [{"code": "REVISION_STALLED", "details": f"Failed to provision: {member.revision}"}]}
     elif world.clock() - member.provisioning_started < world.provisioning_seconds:
-        # Provisioning takes ~10-15 min (field, DOMAIN.md section 4); here provisioning_seconds of wall time.
+        # Provisioning takes ~10-15 min (practitioners' reports, no public source found); here
+        # provisioning_seconds of wall time.
         control = {"state": "PROVISIONING", "details": [{"code": "PROVISIONING", "details": "Provisioning in progress"}]}
     else:
         if not member.provisioned:
             member.provisioned = True
             if hooks.installed_revision() != member.revision:
                 hooks.provision(member.revision)
-        # Success as in the seed: ACTIVE / REVISION_READY 'Ready: asm-managed' (DOMAIN.md section 5).
+        # Success as in the 2025 write-up and Cloud Service Mesh's "Check control plane implementation"
+        # page: ACTIVE / REVISION_READY 'Ready: asm-managed'.
         control = {"state": "ACTIVE", "details": [{"code": "REVISION_READY", "details": f"Ready: {member.revision}"}]}
     control["implementation"] = member.implementation
-    # The data plane is DISABLED until an injected pod runs on the revision (field report;
-    # DOMAIN.md section 5: 'Data Plane Management is not enabled.' then OK 'Service is running.').
+    # The data plane is DISABLED until an injected pod runs on the revision (the 2025 write-up:
+    # 'Data Plane Management is not enabled.' then OK 'Service is running.').
     running = control["state"] == "ACTIVE" and hooks.injected_pods(member.revision or "") > 0
     data = ({"state": "ACTIVE", "details": [{"code": "OK", "details": "Service is running."}]} if running else
             {"state": "DISABLED", "details": [{"code": "DISABLED", "details": "Data Plane Management is not enabled."}]})
@@ -73,7 +76,7 @@ def membership_state(world: World, member: Membership) -> dict:
 
 
 def membership_key(world: World, member: Membership) -> str:
-    """Feature map keys use the project *number* (DOMAIN.md section 5)."""
+    """Feature map keys use the project *number* (Cloud Service Mesh docs, "Check control plane implementation")."""
     return f"projects/{world.number_of(member.project) or member.project}/locations/{member.location}/memberships/{member.name}"
 
 

@@ -10,7 +10,8 @@ installed_revision(), injected_pods(revision). The pieces, one concern each:
 - control_plane.py: the objects provision() writes, with their sources;
 - injector.py: the HTTPS admission webhook server the API server calls (pki.py: its CA);
 - node.py: a thread that reports pods Running and Ready (or stuck on `image: auto`);
-- here: the CRD reappearance after a purge (field report) and the protocol.
+- here: the CRD reappearance after a purge (practitioners' reports, no public source
+  found) and the protocol.
 Everything listens on 127.0.0.1; stop() ends every thread and server and removes the temp
 folder. stop() leaves the cluster's objects: webhooks with failurePolicy Fail that point at
 a stopped server then refuse pod creation in injected namespaces, as a dead istiod does.
@@ -44,8 +45,8 @@ class ManagedMesh:
     istio: which Istio CRD set provision() installs ('old', 'new' or a label); default the
     KubeServer's own `istio` setting, else 'new'. (KubeServer does not record a later
     use_istio_crds() switch, so pass it when the test switched.)
-    reappear_delay: seconds between finding the purged CRDs gone and re-creating them (the
-    field report's "~30 s"; short in the testbed).
+    reappear_delay: seconds between finding the purged CRDs gone and re-creating them (~30 s
+    by practitioners' reports, no public source found; short in the testbed).
     interval: the node's and the reconciler's polling period.
     """
 
@@ -126,8 +127,9 @@ class ManagedMesh:
 
     def on_manual(self) -> None:
         """Management switched to MANUAL: the next time the purge has deleted the Istio and
-        mesh CRDs, re-create them once, reappear_delay seconds later (field report: "they
-        came back ~30 s later"; once: tests/fake_world.py's reconciles_left = 1)."""
+        mesh CRDs, re-create them once, reappear_delay seconds later (~30 s by
+        practitioners' reports, no public source found; once: tests/fake_world.py's
+        reconciles_left = 1)."""
         self._armed = True
 
     def installed_revision(self) -> str | None:

@@ -1,7 +1,9 @@
 """The in-cluster objects of Google's managed control plane for one revision.
 
-The set is tests/fake_world.py's FakeCluster.install_control_plane (the field report's
-cluster, /work/shared/DOMAIN.md sections 2, 3 and 7), written to the real API server. What
+The set is tests/fake_world.py's FakeCluster.install_control_plane (the cluster of the June
+2025 Zenn write-up 'GKE Service Mesh のリリースチャンネル変更と再インストール手順'; Cloud
+Service Mesh docs, "Uninstall Cloud Service Mesh" and managed release channels), written to
+the real API server. What
 the fake leaves empty is filled in from these sources:
 
 - Mutating webhooks (the injector). Istio's chart, istio/istio
@@ -14,8 +16,9 @@ the fake leaves empty is filled in from these sources:
   sidecar.istio.io/inject=true); every entry except `object.` excludes pods labelled
   sidecar.istio.io/inject=false. Revisioned webhooks: the same chart's
   mutatingwebhook.yaml also uses failurePolicy Fail.
-  `istiod-<rev>` carries the revision's `rev.*` entries (the name is the field report's;
-  its selectors follow the chart's revision case). `istio-revision-tag-default` carries the
+  `istiod-<rev>` carries the revision's `rev.*` entries (the name as seen on managed clusters:
+  practitioners' reports, no public source found; its selectors follow the chart's revision
+  case). `istio-revision-tag-default` carries the
   tag's four entries, pointing at the revision. `istio-sidecar-injector` exists but is
   deactivated: while a `default` tag exists Istio gives the default injector's entries the
   selector `istio.io/deactivated: never-match` (istio/istio operator/pkg/util NeverMatch;
@@ -28,19 +31,23 @@ the fake leaves empty is filled in from these sources:
   Ignore and istiod's webhook controller switches it to Fail once the webhook serves; a
   running managed control plane is in that second state, so Fail here.
 - ControlPlaneRevision: mesh.cloud.google.com/v1beta1, namespaced, in istio-system,
-  spec.type managed_service and spec.channel (DOMAIN.md section 2). DataPlaneControl:
+  spec.type managed_service and spec.channel (namespace and revision names: "Uninstall Cloud
+  Service Mesh" and the managed release channels page; the spec fields as seen on managed
+  clusters, no public Google page found). DataPlaneControl:
   cluster-scoped (fake_world's MESH_KINDS). Their CRDs are ours: Google publishes no schema,
   so both accept any fields (x-kubernetes-preserve-unknown-fields) and serve only v1beta1,
-  the version DOMAIN.md names (no source for others).
+  the version seen on managed clusters (no source for others).
 - kube-system: Deployment mdp-controller (1 replica), DaemonSet istio-cni-node, ConfigMap
-  istio-cni-plugin-config (DOMAIN.md section 3.6; images and CNI config: no source, chosen
-  here). There are no nodes, so the DaemonSet has no pods.
-- ClusterRoles/bindings istiod-istio-system and istio-reader-istio-system (DOMAIN.md 3.8:
-  what `istioctl uninstall --purge` prunes; rules: a minimal read-only set, no source).
-- ConfigMap istio-<rev> in istio-system, the mesh config (DOMAIN.md section 2); created
-  only when absent, since users edit it (the field report's accessLogFile).
-- Istio CRDs: the KubeServer's selected Istio set, applied over what is there (DOMAIN.md,
-  "Provisioning installs the Istio CRDs of the selected channel, overwriting existing ones").
+  istio-cni-plugin-config ("Uninstall Cloud Service Mesh"; images and CNI config: no source,
+  chosen here). There are no nodes, so the DaemonSet has no pods.
+- ClusterRoles/bindings istiod-istio-system and istio-reader-istio-system (the 2025 write-up's
+  `istioctl uninstall --purge` output; rules: a minimal read-only set, no source).
+- ConfigMap istio-<rev> in istio-system, the mesh config (Cloud Service Mesh docs, "Configure
+  managed Cloud Service Mesh"); created only when absent, since users edit it (e.g. its
+  accessLogFile).
+- Istio CRDs: the KubeServer's selected Istio set, applied over what is there (Cloud Service
+  Mesh docs, "Provision a managed Cloud Service Mesh control plane on GKE": the in-cluster
+  components, Istio CRDs included, follow the cluster's current channel).
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ NOT_OPTED_OUT = {"key": "sidecar.istio.io/inject", "operator": "NotIn", "values"
 
 
 def channel_of(revision: str) -> str:
-    """DOMAIN.md section 2: asm-managed is regular, asm-managed-<channel> otherwise."""
+    """Managed release channels page: asm-managed is regular, asm-managed-<channel> otherwise."""
     if revision not in PROXY_VERSIONS:
         raise ValueError(f"unknown managed revision {revision!r}; expected one of {sorted(PROXY_VERSIONS)}")
     return {"asm-managed": "regular"}.get(revision, revision.removeprefix("asm-managed-"))

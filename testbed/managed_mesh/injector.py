@@ -41,8 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from testbed.managed_mesh.pki import ServingCert
 
 # Proxy versions per revision: tests/fake_world.py's PROXY_VERSIONS (1.20.8-asm.33 for
-# asm-managed is the field report's image, /work/shared/DOMAIN.md section 6; the rapid and
-# stable versions are the fake's choice, no source).
+# asm-managed is the image in the June 2025 Zenn write-up
+# 'GKE Service Mesh のリリースチャンネル変更と再インストール手順'; the rapid and stable versions are the fake's choice, no source).
 PROXY_VERSIONS = {"asm-managed-rapid": "1.22.1-asm.1", "asm-managed": "1.20.8-asm.33", "asm-managed-stable": "1.19.10-asm.6"}
 STATUS_ANNOTATION = "sidecar.istio.io/status"
 TEMPLATES_ANNOTATION = "inject.istio.io/templates"
