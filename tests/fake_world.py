@@ -482,6 +482,10 @@ class FakeWorld:
             self._delete_membership(member, flags["location"], words[4])
             return ""
         if words[:5] == ["container", "fleet", "memberships", "bindings", "list"]:
+            # gkehub v1 memberships.bindings.list under a membership that does not exist: NOT_FOUND
+            # (the emulator answers the same: testbed/gcp_emulator/gkehub.py).
+            if (flags.get("location"), flags.get("membership")) not in self.memberships:
+                raise FakeError(f"NOT_FOUND: Resource 'memberships/{flags.get('membership')}' was not found")
             return list(self.membership_bindings.get((flags.get("location"), flags.get("membership")), []))
         if words[:4] == ["container", "fleet", "memberships", "register"]:
             if (flags.get("location"), words[4]) in self.memberships:

@@ -133,12 +133,13 @@ def warn_archive_only(inp: StepInput, tools: Tools, backup) -> None:
                   "from current releases, or operator state) are kept in the backup as archive only and will not be restored")
 
 
-def refuse_bound_features(inp: StepInput, runner) -> None:
+def refuse_bound_features(inp: StepInput, runner, membership_exists: bool = True) -> None:
     """Re-registration would drop the fleet features bound to the membership (refused unless
     each is acknowledged), and cannot delete a membership that has sub-resources: gcloud 528's
     `memberships delete`/`unregister` send no `force`, and the API refuses a membership with
     scope bindings, which would stop the chain after the teardown. Checked at backup time and
-    again right before the membership goes (or re-registration is off)."""
+    again right before the membership goes (or re-registration is off); a membership that is
+    gone already has no bindings to list."""
     if not inp.options.reregister_membership:
         return
     fleet_ids = tuple(x for x in (inp.ctx.fleet_project, inp.decision.fleet_project_number) if x)
@@ -147,6 +148,8 @@ def refuse_bound_features(inp: StepInput, runner) -> None:
     problem = features_refusal(bound, config_of, inp.options.accepted_features())
     if problem:
         raise StepFailed(f"cluster {inp.ctx.cluster}: {problem}")
+    if not membership_exists:
+        return
     bindings = scope_bindings(run_json(runner, gcloud.list_membership_bindings(inp.ctx, inp.decision.membership)))
     if bindings:
         raise StepFailed(f"cluster {inp.ctx.cluster}: its membership {inp.decision.membership} has {len(bindings)} fleet scope "

@@ -44,10 +44,10 @@ OPTIONS = ("reregister_membership", "accept_membership_features")
 
 def commands(inp: StepInput) -> list[list[str]]:
     ctx = inp.ctx
-    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_features(ctx.fleet_project),
+    return [gcloud.describe_cluster(ctx), RECORD_READ, gcloud.list_memberships(ctx), gcloud.list_features(ctx.fleet_project),
             gcloud.list_membership_bindings(ctx, ctx.membership), gcloud.describe_cluster(ctx),
             RECORD_WRITE, gcloud.leave_fleet(ctx), gcloud.join_fleet(ctx),  # registered the GKE way
-            gcloud.list_memberships(ctx), gcloud.unregister_membership(ctx, ctx.membership),  # or through the fleet API
+            gcloud.unregister_membership(ctx, ctx.membership),  # or through the fleet API
             gcloud.register_membership(ctx, ctx.membership),
             PLAN_KUBE.get("services", all_namespaces=True), PLAN_KUBE.delete("services", ["<synthetic-service>"], "<namespace>"),
             RECORD_WRITE, gcloud.list_memberships(ctx)]
@@ -101,7 +101,10 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
     with cluster_access(ctx, runner) as kube:
         ledger = ledger_of(inp, runner, kube)
         current = this_run(ledger, inp, step="reregister-membership")
-        refuse_bound_features(inp, runner)  # bound since the backup, or re-registration just turned on
+        # A resumed run may find the membership gone already (unregistered before a refused
+        # registration): it has no bindings left to list.
+        listed = membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location)
+        refuse_bound_features(inp, runner, membership_exists=listed)  # bound since the backup, or re-registration just turned on
         described = run_json(runner, gcloud.describe_cluster(ctx))
         if not current.registration:  # read once, before anything changes: a resumed run must not guess
             current = ledger.advance(current, current.phase,
@@ -114,7 +117,7 @@ def run(inp: StepInput, tools: Tools) -> dict[str, Any]:
                 runner(gcloud.leave_fleet(ctx))
             runner(gcloud.join_fleet(ctx))
         else:
-            if membership_listed(run_json(runner, gcloud.list_memberships(ctx)), name, ctx.membership_location):
+            if listed:
                 current = ledger.advance(current, current.phase, membership_deleted=True)
                 runner(gcloud.unregister_membership(ctx, name))
             runner(gcloud.register_membership(ctx, name))

@@ -102,13 +102,15 @@ def register(router: Router, world: World) -> None:
         # from the effective container endpoint (command_lib/container/fleet/memberships/
         # gke_util.py, ConstructGKEClusterResourceLinkAndURI). Google answers //container.googleapis.com/...,
         # which is what gcloud builds without an override; under the emulator's override gcloud
-        # builds //127.0.0.1:PORT/container/..., so to that command (its user agent names it:
-        # core/transport.py, MakeUserAgentString) one membership answers its link in that form.
-        # Every other reader (lists, the gcp provider's getMembership) gets Google's form.
-        unregister = "command/gcloud.container.fleet.memberships.unregister" in req.headers.get("user-agent", "")
+        # builds //127.0.0.1:PORT/container/..., so to gcloud's register and unregister (which
+        # compare it; their user agent names the command: core/transport.py, MakeUserAgentString)
+        # one membership answers its link in that form. Every other reader (lists, the gcp
+        # provider's getMembership) gets Google's form.
+        agent = req.headers.get("user-agent", "")
+        compares_link = any(f"command/gcloud.container.fleet.memberships.{verb}" in agent for verb in ("register", "unregister"))
         with world.lock:
             return membership_json(world, _member(world, project, location, name),
-                                   req.headers.get("host", "127.0.0.1") if unregister else None)
+                                   req.headers.get("host", "127.0.0.1") if compares_link else None)
 
     def create_membership(req: Request, version: str, project: str, location: str):
         body = req.json()
